@@ -1,0 +1,31 @@
+# Set-up and checks. `make demo` and `make test` work on a fresh machine.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first: 2.13.0 is the offline CPU build; a torch already in the venv is kept.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: venv install demo test lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+venv: $(BIN)/python
+
+install: venv
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+
+demo: install
+	$(BIN)/streamyolox run pipelines/demo.yaml
+
+test: install
+	$(BIN)/ruff check streamyolox trainer tests benchmarks examples scripts
+	$(BIN)/python -m pytest -q -rs tests
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

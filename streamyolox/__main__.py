@@ -1,0 +1,5 @@
+import sys
+
+from streamyolox.cli import main
+
+sys.exit(main())

@@ -1,0 +1,39 @@
+"""`streamyolox` command line: each sub-command lives in its own module with `register(subparsers)`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules under streamyolox.cli, each exposing `register(subparsers) -> None`; the parser they add sets
+# `func(args) -> int` as its default.
+COMMAND_MODULES: tuple[str, ...] = (
+    "detect",
+    "weights",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamyolox", description="Real-time YOLOX video analytics.")
+    parser.add_argument("--version", action="version", version="streamyolox 0.1.0")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"streamyolox.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

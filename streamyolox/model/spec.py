@@ -1,0 +1,27 @@
+"""`ModelSpec`: which YOLOX to run and how; shared by `detect`, the pipeline's `model:` block and the trainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ModelSpec:
+    """The `model:` block of a pipeline.
+
+    Attributes:
+        name: a zoo name (`yolox-nano` ... `yolox-x`, `yolox-darknet53`); a project checkpoint may override it.
+        weights: a path (.pth official or project checkpoint, .onnx) or a zoo name resolved through
+            `STREAMYOLOX_WEIGHTS_DIR`, the cache, or a download.
+        device: `cpu`, `cuda` or `cuda:N`.
+        input_size: model input (height, width); the letterbox target.
+        precision: `fp32` or `fp16` (fp16 on CUDA only).
+        backend: `auto`, `torch` or `onnxruntime` (the fastest available on CPU when `auto`).
+    """
+
+    name: str = "yolox-nano"
+    weights: str | None = None
+    device: str = "cpu"
+    input_size: tuple[int, int] = (416, 416)
+    precision: str = "fp32"
+    backend: str = "auto"

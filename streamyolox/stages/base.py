@@ -1,0 +1,84 @@
+"""The stage interface: `open`, `process` (or `generate` for sources), `close`.
+
+A stage is a plain class with a typed `Config` dataclass for its YAML options. It knows nothing about
+sockets or processes: the runner (`streamyolox.graph.runner`) feeds it packets; in tests,
+`streamyolox.stages.testing.run_stage` does, with a mock context.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from streamyolox.model.spec import ModelSpec
+from streamyolox.stages.packet import Packet
+
+
+@dataclass
+class StageConfig:
+    """Base of every stage's options dataclass (fields = YAML options, with types and defaults)."""
+
+
+@dataclass
+class StageContext:
+    """What the runtime gives a stage: its id, the pipeline's model block, a logger and metric hooks."""
+
+    stage_id: str
+    model: ModelSpec | None = None
+    pipeline: str = "pipeline"
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("streamyolox.stage"))
+    should_stop: Callable[[], bool] = lambda: False
+    counters: dict[str, float] = field(default_factory=dict)
+
+    def count(self, name: str, n: float = 1) -> None:
+        """Add `n` to the stage counter `name` (reported in metrics: e.g. `reconnects`, `dropped`)."""
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def set_value(self, name: str, value: float) -> None:
+        """Set the stage gauge `name` (reported in metrics)."""
+        self.counters[name] = value
+
+
+class Stage:
+    """Base class of all stages.
+
+    Subclasses set `kind`, `Config`, and implement `process` (or `generate` for a source, `is_source = True`).
+    `max_batch` > 1 makes the runner hand `process_batch` up to that many packets, waiting at most
+    `max_wait_ms` for the batch to fill.
+    """
+
+    kind: ClassVar[str] = ""
+    Config: ClassVar[type[StageConfig]] = StageConfig
+    is_source: ClassVar[bool] = False
+    is_sink: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: Any, ctx: StageContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.max_batch = 1
+        self.max_wait_ms = 0.0
+
+    def open(self) -> None:
+        """Acquire resources (files, models, windows). Raise with a one-line message on failure."""
+
+    def process(self, packet: Packet) -> list[Packet]:
+        """Handle one packet; return the packets to pass downstream (none, one or several)."""
+        raise NotImplementedError(f"stage kind {self.kind!r} does not process packets")
+
+    def process_batch(self, packets: list[Packet]) -> list[Packet]:
+        """Handle several packets at once (batching stages override this)."""
+        out: list[Packet] = []
+        for p in packets:
+            out.extend(self.process(p))
+        return out
+
+    def generate(self) -> Iterator[Packet]:
+        """Sources: yield packets until the input ends or `ctx.should_stop()` is true."""
+        raise NotImplementedError(f"stage kind {self.kind!r} is not a source")
+
+    def close(self) -> list[Packet]:
+        """Flush and release resources; may return final packets (end of stream follows them)."""
+        return []

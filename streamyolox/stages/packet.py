@@ -1,0 +1,39 @@
+"""`Packet`: what flows along a pipeline edge, one per frame.
+
+Stages add to a packet and pass it on (decode sets `frame`, letterbox `image` and `ratio`, yolox `raw`,
+nms `detections`), so a sink downstream of `nms` has the original frame too. Arrays travel between
+processes through shared-memory slots; the socket carries only the small header.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamyolox.detections import Detections, FrameMeta
+
+
+@dataclass
+class Packet:
+    """One frame's data.
+
+    Attributes:
+        meta: stream id, frame index, PTS, capture time, original size.
+        frame (ndarray[H, W, 3] uint8 | None): the decoded frame, BGR.
+        image (ndarray[3, S_h, S_w] float32 | None): letterboxed model input, BGR 0-255, image top-left,
+            pad 114 (a CuPy/torch CUDA array when it stays on the GPU inside one worker).
+        ratio: letterbox scale, model-input pixels per original pixel.
+        raw (ndarray[N, 5 + C] float32 | None): model output, (cx, cy, w, h) in input pixels, obj, cls.
+        detections: final detections in original-frame pixels.
+        extra: small JSON-able values stages attach (e.g. `{"reconnects": 2}`).
+    """
+
+    meta: FrameMeta
+    frame: np.ndarray | None = None
+    image: Any = None
+    ratio: float = 1.0
+    raw: np.ndarray | None = None
+    detections: Detections | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
