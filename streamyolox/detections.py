@@ -142,3 +142,11 @@ class Detections:
             np.concatenate([p.track_ids for p in parts]) if has_tracks else None,  # type: ignore[misc]
             parts[0].class_names,
         )
+
+
+def frame_record(meta: FrameMeta, detections: Detections | None) -> dict[str, Any]:
+    """The per-frame JSON record the `json` and `zmq` sinks write:
+    ``{"stream", "frame", "pts", "time", "width", "height", "detections": [...]}``."""
+    record = meta.to_json()
+    record["detections"] = [] if detections is None else detections.to_json()
+    return record

@@ -1,0 +1,44 @@
+"""Shared fixtures: the `../shared` folder (weights, media, references) beside the checkout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("STREAMYOLOX_SHARED", REPO.parent / "shared"))
+
+
+def shared_file(*parts: str) -> Path:
+    """Path inside ../shared, or skip the test with the reason when it is absent (a user's fresh clone)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found: the shared weights/media folder is not beside this checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def nano_pth() -> Path:
+    return shared_file("weights", "yolox_nano.pth")
+
+
+@pytest.fixture(scope="session")
+def nano_onnx() -> Path:
+    return shared_file("weights", "yolox_nano.onnx")
+
+
+@pytest.fixture(scope="session")
+def dog_jpg() -> Path:
+    return shared_file("media", "dog.jpg")
+
+
+@pytest.fixture(scope="session")
+def street_720p() -> Path:
+    return shared_file("media", "street_pan_720p.mp4")
+
+
+@pytest.fixture(scope="session")
+def official_state_dicts() -> Path:
+    return shared_file("reference", "official_state_dicts.json")
