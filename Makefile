@@ -4,6 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch first: 2.13.0 is the offline CPU build; a torch already in the venv is kept.
 TORCH_SPEC ?= torch==2.13.0
+# The demo finds yolox-nano in ../shared/weights when that folder is beside the checkout.
+ifneq ($(wildcard ../shared/weights/yolox_nano.pth),)
+export STREAMYOLOX_WEIGHTS_DIR ?= $(abspath ../shared/weights)
+endif
 
 .PHONY: venv install demo test lint clean
 
@@ -19,6 +23,7 @@ install: venv
 
 demo: install
 	$(BIN)/streamyolox run pipelines/demo.yaml
+	@echo "detections: out/demo.jsonl"
 
 test: install
 	$(BIN)/ruff check streamyolox trainer tests benchmarks examples scripts

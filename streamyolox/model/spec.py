@@ -14,7 +14,7 @@ class ModelSpec:
         weights: a path (.pth official or project checkpoint, .onnx) or a zoo name resolved through
             `STREAMYOLOX_WEIGHTS_DIR`, the cache, or a download.
         device: `cpu`, `cuda` or `cuda:N`.
-        input_size: model input (height, width); the letterbox target.
+        input_size: model input (height, width); the letterbox target (None: the checkpoint's or zoo default).
         precision: `fp32` or `fp16` (fp16 on CUDA only).
         backend: `auto`, `torch` or `onnxruntime` (the fastest available on CPU when `auto`).
     """
@@ -22,6 +22,6 @@ class ModelSpec:
     name: str = "yolox-nano"
     weights: str | None = None
     device: str = "cpu"
-    input_size: tuple[int, int] = (416, 416)
+    input_size: tuple[int, int] | None = None
     precision: str = "fp32"
     backend: str = "auto"

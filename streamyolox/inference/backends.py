@@ -1,0 +1,137 @@
+"""Model backends behind one call: ``backend(images[B, 3, H, W]) -> preds[B, N, 5 + C]``.
+
+Inputs are letterboxed BGR 0-255 float32 (numpy, or a CUDA array on the GPU path); outputs are the
+official decoded form: (cx, cy, w, h) in input pixels, sigmoid objectness and class scores.
+On CPU the default is onnxruntime on an export of the loaded (fused) model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from streamyolox.model.spec import ModelSpec
+
+
+class Backend(Protocol):
+    name: str
+    input_size: tuple[int, int]
+    class_names: tuple[str, ...]
+
+    def __call__(self, images: Any) -> np.ndarray: ...
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("STREAMYOLOX_CACHE") or Path.home() / ".cache" / "streamyolox"
+    path = Path(base) / "onnx"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class TorchBackend:
+    """PyTorch eager: fused BN, channels_last on CPU, fp16 on CUDA when asked."""
+
+    model: Any
+    input_size: tuple[int, int]
+    class_names: tuple[str, ...]
+    device: str = "cpu"
+    precision: str = "fp32"
+    name: str = "torch"
+
+    def __post_init__(self) -> None:
+        import torch
+
+        self._torch = torch
+        self._dtype = torch.float16 if self.precision == "fp16" and self.device.startswith("cuda") else torch.float32
+        self.model = self.model.to(self.device, dtype=self._dtype).eval()
+        if self.device == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def __call__(self, images: Any) -> np.ndarray:
+        torch = self._torch
+        x = torch.as_tensor(images, device=self.device).to(self._dtype)
+        if self.device == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            out = self.model(x)
+        return out.float().cpu().numpy()
+
+
+class OrtBackend:
+    """onnxruntime on an ONNX file in the official export form (raw reg, sigmoid obj/cls)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: Path, input_size: tuple[int, int], class_names: tuple[str, ...],
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        from streamyolox.ops import decode_ref
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        self._input_name = inp.name
+        self._fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self._decode = decode_ref
+        self.input_size = input_size
+        self.class_names = class_names
+        self.onnx_path = onnx_path
+
+    def __call__(self, images: Any) -> np.ndarray:
+        x = np.ascontiguousarray(images, dtype=np.float32)
+        if self._fixed_batch == 1 and len(x) > 1:  # official exports have a fixed batch of 1
+            raw = np.concatenate([self.session.run(None, {self._input_name: x[i : i + 1]})[0] for i in range(len(x))])
+        else:
+            raw = self.session.run(None, {self._input_name: x})[0]
+        return self._decode(raw, self.input_size)
+
+
+def _export_cached(loaded: Any, spec: ModelSpec) -> Path:
+    """Export the loaded model once per (weights file, size); later runs reuse the file."""
+    from streamyolox.weights import export_onnx
+
+    src = Path(loaded.source_path) if loaded.source_path else None
+    stamp = f"{src}:{src.stat().st_mtime_ns}" if src and src.exists() else loaded.name
+    key = hashlib.sha1(f"{stamp}:{loaded.input_size}:{len(loaded.class_names)}".encode()).hexdigest()[:16]
+    path = _cache_dir() / f"{loaded.name}-{key}.onnx"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        export_onnx(loaded.model, tmp, input_size=loaded.input_size, dynamic_batch=True, decode=False)
+        tmp.replace(path)
+    return path
+
+
+def make_backend(spec: ModelSpec, threads: int | None = None) -> Backend:
+    """Load `spec.weights` and wrap it in the backend `spec.backend` names (`auto`: onnxruntime on CPU,
+    torch on CUDA)."""
+    from streamyolox.weights import load_model
+
+    backend = spec.backend
+    if backend == "auto":
+        backend = "torch" if spec.device.startswith("cuda") else "onnxruntime"
+    if backend == "onnxruntime" and spec.device.startswith("cuda"):
+        raise ValueError("model.backend: onnxruntime runs on the CPU here; use backend 'torch' for device cuda")
+    loaded = load_model(spec.weights, name=spec.name, device="cpu" if backend == "onnxruntime" else spec.device)
+    size = tuple(spec.input_size) if spec.input_size else tuple(loaded.input_size)
+    names = tuple(loaded.class_names)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if backend == "torch":
+        return TorchBackend(loaded.model, size, names, device=spec.device, precision=spec.precision)  # type: ignore[arg-type]
+    if backend != "onnxruntime":
+        raise ValueError(f"model.backend: expected auto, torch or onnxruntime, got {backend!r}")
+    loaded.input_size = size
+    return OrtBackend(_export_cached(loaded, spec), size, names, threads)  # type: ignore[arg-type]

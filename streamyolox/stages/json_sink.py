@@ -1,0 +1,54 @@
+"""`json` sink: one JSON line per frame, to a file or stdout (`path: "-"`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from streamyolox.detections import frame_record
+from streamyolox.stages.base import Stage, StageConfig
+from streamyolox.stages.packet import Packet
+
+
+@dataclass
+class JsonSinkConfig(StageConfig):
+    """path: output file (`-` = stdout); append: add to an existing file instead of replacing it."""
+
+    path: str = "-"
+    append: bool = False
+
+
+class JsonSink(Stage):
+    kind = "json"
+    Config = JsonSinkConfig
+    is_sink = True
+    description = "JSON lines: {stream, frame, pts, time, width, height, detections}"
+
+    def open(self) -> None:
+        cfg: JsonSinkConfig = self.config
+        if cfg.path == "-":
+            self._out: TextIO = sys.stdout
+            return
+        path = Path(cfg.path)
+        if path.parent and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # line buffered: every record reaches the file as it is written, so a killed run loses nothing
+            self._out = open(path, "a" if cfg.append else "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise ValueError(f"json.path: cannot open {cfg.path!r} for writing: {exc.strerror}") from exc
+
+    def process(self, packet: Packet) -> list[Packet]:
+        self._out.write(json.dumps(frame_record(packet.meta, packet.detections)) + "\n")
+        return []
+
+    def close(self) -> list[Packet]:
+        out = getattr(self, "_out", None)
+        if out is not None:
+            out.flush()
+            if out is not sys.stdout:
+                out.close()
+        return []

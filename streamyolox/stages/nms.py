@@ -1,0 +1,53 @@
+"""`nms` stage: score threshold + class-aware NMS -> `Detections` in original-frame pixels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streamyolox.stages.base import Stage, StageConfig
+from streamyolox.stages.packet import Packet
+
+
+@dataclass
+class NmsConfig(StageConfig):
+    """score_threshold: objectness x class probability; iou_threshold: NMS overlap; class_agnostic: one NMS
+    over all classes; classes: keep only these class ids (None: all)."""
+
+    score_threshold: float = 0.25
+    iou_threshold: float = 0.45
+    class_agnostic: bool = False
+    classes: list[int] | None = None
+
+
+class NmsStage(Stage):
+    kind = "nms"
+    Config = NmsConfig
+    description = "decode boxes, threshold scores, class-aware NMS -> Detections"
+
+    def open(self) -> None:
+        from streamyolox.inference.metadata import class_names_for
+        from streamyolox.ops import postprocess
+
+        cfg: NmsConfig = self.config
+        for name in ("score_threshold", "iou_threshold"):
+            value = getattr(cfg, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"nms.{name}: expected a value in [0, 1], got {value}")
+        self._postprocess = postprocess
+        self.class_names = class_names_for(self.ctx.model)
+
+    def process(self, packet: Packet) -> list[Packet]:
+        cfg: NmsConfig = self.config
+        if packet.raw is None:
+            raise ValueError(f"nms: frame {packet.meta.frame} has no model output (is a yolox stage upstream?)")
+        dets = self._postprocess(
+            packet.raw, packet.ratio, score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold,
+            class_agnostic=cfg.class_agnostic, class_names=self.class_names,
+        )
+        if cfg.classes is not None:
+            import numpy as np
+
+            dets = dets[np.isin(dets.class_ids, cfg.classes)]
+        packet.detections = dets
+        packet.raw = None
+        return [packet]

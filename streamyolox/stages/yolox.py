@@ -1,0 +1,61 @@
+"""`yolox` stage: batched inference; sets `packet.raw` to the decoded predictions [N, 5 + C]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamyolox.model.spec import ModelSpec
+from streamyolox.stages.base import Stage, StageConfig
+from streamyolox.stages.packet import Packet
+
+
+@dataclass
+class YoloxConfig(StageConfig):
+    """batch: frames per inference call (up to); max_wait_ms: how long to wait for a batch to fill;
+    backend: overrides model.backend (auto, torch, onnxruntime); threads: intra-op threads (None: library default)."""
+
+    batch: int = 1
+    max_wait_ms: float = 5.0
+    backend: str | None = None
+    threads: int | None = None
+
+
+class YoloxStage(Stage):
+    kind = "yolox"
+    Config = YoloxConfig
+    description = "YOLOX inference (torch or onnxruntime; CUDA when model.device is cuda)"
+
+    def open(self) -> None:
+        from streamyolox.inference import make_backend
+
+        cfg: YoloxConfig = self.config
+        if cfg.batch < 1:
+            raise ValueError(f"yolox.batch: expected >= 1, got {cfg.batch}")
+        spec = self.ctx.model or ModelSpec()
+        if cfg.backend:
+            spec = ModelSpec(**{**spec.__dict__, "backend": cfg.backend})
+        self.backend = make_backend(spec, threads=cfg.threads)
+        self.max_batch = cfg.batch
+        self.max_wait_ms = cfg.max_wait_ms
+
+    def process(self, packet: Packet) -> list[Packet]:
+        return self.process_batch([packet])
+
+    def process_batch(self, packets: list[Packet]) -> list[Packet]:
+        for p in packets:
+            if p.image is None:
+                raise ValueError(f"yolox: frame {p.meta.frame} has no letterboxed image (is a letterbox stage upstream?)")
+        first = packets[0].image
+        if isinstance(first, np.ndarray):
+            batch = np.stack([p.image for p in packets]) if len(packets) > 1 else first[None]
+        else:  # CUDA arrays from the GPU letterbox stay on the device
+            import torch
+
+            batch = torch.stack([torch.as_tensor(p.image) for p in packets])
+        preds = self.backend(batch)
+        for p, pred in zip(packets, preds):
+            p.raw = pred
+            p.image = None  # not needed downstream: keep the edges light
+        return packets
