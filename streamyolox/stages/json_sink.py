@@ -33,13 +33,12 @@ class JsonSink(Stage):
             self._out: TextIO = sys.stdout
             return
         path = Path(cfg.path)
-        if path.parent and not path.parent.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             # line buffered: every record reaches the file as it is written, so a killed run loses nothing
             self._out = open(path, "a" if cfg.append else "w", buffering=1, encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
-            raise ValueError(f"json.path: cannot open {cfg.path!r} for writing: {exc.strerror}") from exc
+            raise ValueError(f"json.path: cannot write {cfg.path!r}: {exc.strerror or exc}") from exc
 
     def process(self, packet: Packet) -> list[Packet]:
         self._out.write(json.dumps(frame_record(packet.meta, packet.detections)) + "\n")

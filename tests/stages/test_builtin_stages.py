@@ -84,5 +84,5 @@ def test_json_sink_unwritable_path_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     stage = make_stage(JsonSink, {"path": str(blocker / "out.jsonl")})
-    with pytest.raises((ValueError, OSError), match="out.jsonl|file"):
+    with pytest.raises(ValueError, match=r"json.path: cannot write .*out.jsonl"):
         stage.open()
