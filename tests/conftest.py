@@ -42,3 +42,18 @@ def street_720p() -> Path:
 @pytest.fixture(scope="session")
 def official_state_dicts() -> Path:
     return shared_file("reference", "official_state_dicts.json")
+
+
+@pytest.fixture(scope="session")
+def dog_input_416(dog_jpg: Path):
+    """dog.jpg letterboxed the official way for a 416x416 model: [1, 3, 416, 416] float32 BGR 0-255 (numpy)."""
+    import cv2
+    import numpy as np
+
+    img = cv2.imread(str(dog_jpg))
+    r = min(416 / img.shape[0], 416 / img.shape[1])
+    size = (int(img.shape[1] * r), int(img.shape[0] * r))
+    resized = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+    padded = np.full((416, 416, 3), 114, dtype=np.uint8)
+    padded[: resized.shape[0], : resized.shape[1]] = resized
+    return np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32)
