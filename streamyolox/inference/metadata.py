@@ -29,3 +29,32 @@ def class_names_for(spec: ModelSpec | None) -> tuple[str, ...]:
     if spec is None or not spec.weights:
         return COCO_CLASSES
     return read_class_names(spec.weights) or COCO_CLASSES
+
+
+def read_input_size(weights: str | Path) -> tuple[int, int] | None:
+    """Input size (h, w) a project checkpoint records, else None."""
+    path = Path(weights)
+    if path.suffix != ".pth" or not path.is_file():
+        return None
+    import torch
+
+    try:
+        meta = torch.load(path, map_location="cpu", weights_only=True).get("streamyolox") or {}
+    except Exception:  # reported by the loader
+        return None
+    size = meta.get("input_size") if isinstance(meta, dict) else None
+    return (int(size[0]), int(size[1])) if size else None
+
+
+def default_input_size(weights: str | Path | None, name: str) -> tuple[int, int]:
+    """What a model block without `input_size` runs at: the checkpoint's size, else the zoo's test size."""
+    if weights:
+        size = read_input_size(weights)
+        if size:
+            return size
+    from streamyolox.model import ZOO, canonical_name
+
+    try:
+        return ZOO[canonical_name(name)].test_size
+    except (KeyError, ValueError):
+        return (640, 640)
