@@ -1,26 +1,32 @@
-"""Class names for a model block, without building the model."""
+"""What a model block implies without building the model: class names and input size."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from streamyolox.classes import COCO_CLASSES
 from streamyolox.model.spec import ModelSpec
 
 
-def read_class_names(weights: str | Path) -> tuple[str, ...] | None:
-    """Class names a project checkpoint records (`{"streamyolox": {"class_names": [...]}}`), else None."""
+def _project_meta(weights: str | Path) -> dict[str, Any]:
+    """The `streamyolox` block a project checkpoint records ({} for anything else)."""
     path = Path(weights)
     if path.suffix != ".pth" or not path.is_file():
-        return None
+        return {}
     import torch
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # unreadable files are reported by the loader with their own message
-        return None
+        return {}
     meta = ckpt.get("streamyolox") if isinstance(ckpt, dict) else None
-    names = meta.get("class_names") if isinstance(meta, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def read_class_names(weights: str | Path) -> tuple[str, ...] | None:
+    """Class names a project checkpoint records, else None."""
+    names = _project_meta(weights).get("class_names")
     return tuple(names) if names else None
 
 
@@ -31,27 +37,11 @@ def class_names_for(spec: ModelSpec | None) -> tuple[str, ...]:
     return read_class_names(spec.weights) or COCO_CLASSES
 
 
-def read_input_size(weights: str | Path) -> tuple[int, int] | None:
-    """Input size (h, w) a project checkpoint records, else None."""
-    path = Path(weights)
-    if path.suffix != ".pth" or not path.is_file():
-        return None
-    import torch
-
-    try:
-        meta = torch.load(path, map_location="cpu", weights_only=True).get("streamyolox") or {}
-    except Exception:  # reported by the loader
-        return None
-    size = meta.get("input_size") if isinstance(meta, dict) else None
-    return (int(size[0]), int(size[1])) if size else None
-
-
 def default_input_size(weights: str | Path | None, name: str) -> tuple[int, int]:
     """What a model block without `input_size` runs at: the checkpoint's size, else the zoo's test size."""
-    if weights:
-        size = read_input_size(weights)
-        if size:
-            return size
+    size = _project_meta(weights).get("input_size") if weights else None
+    if size:
+        return (int(size[0]), int(size[1]))
     from streamyolox.model import ZOO, canonical_name
 
     try:
