@@ -1,0 +1,81 @@
+"""What a benchmark ran on: CPU model, cores, memory, GPU, library versions and the commit measured."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+_PACKAGES = ("streamyolox", "torch", "numpy", "onnxruntime", "opencv-python-headless", "av", "pyzmq", "numba")
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo (Linux), else what `platform` reports."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def gpu_name() -> str | None:
+    """Name of CUDA device 0, or None when torch sees no GPU (or torch is absent)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return str(torch.cuda.get_device_name(0))
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages whose speed the benchmarks depend on ("-" when absent)."""
+    out: dict[str, str] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "-"
+    if out["streamyolox"] == "-":  # running from a checkout that is not pip-installed
+        import streamyolox
+
+        out["streamyolox"] = getattr(streamyolox, "__version__", "-")
+    return out
+
+
+def git_commit(repo: Path | None = None) -> str | None:
+    """Short commit hash of the checkout (with `+dirty` when streamyolox/ has local changes), or None."""
+    cwd = repo or Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "streamyolox"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a benchmark ran on, as a JSON-ready dict (recorded in every `--json` output)."""
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    return {
+        "cpu_model": cpu_model(),
+        "cores_logical": psutil.cpu_count(logical=True),
+        "cores_physical": psutil.cpu_count(logical=False),
+        "cores_usable": len(affinity),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "gpu": gpu_name(),
+        "os": platform.platform(),
+        "versions": versions(),
+        "commit": git_commit(),
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
