@@ -11,6 +11,8 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "detect",
     "weights",
+    "bench",
+    "run",
 )
 
 
