@@ -1,0 +1,247 @@
+"""`mp4` sink: the annotated stream as a video file through PyAV (H.264 by default).
+
+Same size and frame rate as the source, timestamps from the source PTS. `close()` flushes the encoder and
+writes the index, so a run stopped by SIGINT/SIGTERM leaves a playable file; `fragmented: true` writes
+self-contained fragments (one per keyframe), so even a killed process leaves a file that plays up to the
+last complete fragment.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, ClassVar
+
+import av
+import cv2
+import numpy as np
+
+from streamyolox.draw import annotate
+from streamyolox.stages.base import Stage, StageConfig
+from streamyolox.stages.packet import Packet
+
+# Tried in order after the requested codec when it is missing or will not open here.
+FALLBACK_CODECS: tuple[str, ...] = ("libx264", "libopenh264", "h264", "mpeg4")
+# Codec options that only the x264/x265 family understands.
+_X26X = ("libx264", "libx265", "libx264rgb")
+_FRAG_FLAGS = "frag_keyframe+empty_moov+default_base_moof"
+# Output ticks per frame: fine enough to keep PTS jitter, exact for constant-rate sources.
+_TICKS_PER_FRAME = 1000
+
+
+@dataclass
+class Mp4Config(StageConfig):
+    """Options of the `mp4` sink.
+
+    path: output file; `{stream}` in it gives one file per stream (required with several streams).
+    codec: encoder (falls back to another available one with a warning).
+    crf / preset: x264/x265 quality and speed; `bitrate` (bit/s) is used by other encoders.
+    pix_fmt: encoder pixel format (yuv420p plays everywhere).
+    fps: output frame rate; default: FrameMeta.extra["fps"], else measured from the first two PTS.
+    fragmented: fragmented MP4 (a killed process still leaves a playable file).
+    keyframe_interval_s: seconds between keyframes (= fragment length when fragmented).
+    draw: draw the detections (False: re-encode the frames as they are).
+    """
+
+    path: str = "out.mp4"
+    codec: str = "libx264"
+    crf: int = 23
+    preset: str = "veryfast"
+    bitrate: int = 4_000_000
+    pix_fmt: str = "yuv420p"
+    fps: float | None = None
+    fragmented: bool = False
+    keyframe_interval_s: float = 2.0
+    draw: bool = True
+
+
+def pick_codec(requested: str, pix_fmt: str) -> str:
+    """First encoder of `requested` + FALLBACK_CODECS that opens on this machine; raises if none does."""
+    errors = []
+    for name in dict.fromkeys((requested, *FALLBACK_CODECS)):
+        try:
+            cc = av.CodecContext.create(name, "w")
+            cc.width, cc.height, cc.pix_fmt = 64, 64, pix_fmt
+            cc.time_base, cc.framerate = Fraction(1, 30), Fraction(30)
+            cc.open()
+            return name
+        except Exception as exc:  # missing codec, no hardware, unsupported pix_fmt: try the next one
+            errors.append(f"{name}: {exc}")
+    raise RuntimeError(f"mp4 sink: no usable video encoder ({'; '.join(errors)})")
+
+
+class Mp4Writer:
+    """One output file: opens the container on the first frame, maps source PTS to output ticks."""
+
+    def __init__(self, path: Path, config: Mp4Config, codec: str, fps: Fraction, log: logging.Logger,
+                 size: tuple[int, int]) -> None:
+        self.path, self.config, self.log = path, config, log
+        self.width, self.height = size
+        self.fps = fps
+        self.time_base = 1 / (fps * _TICKS_PER_FRAME)
+        self.frames = 0
+        self._first_pts: float | None = None
+        self._last_ticks = -1
+        self._resize_warned = False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        flags = _FRAG_FLAGS if config.fragmented else ""
+        self.container = av.open(str(path), "w", format="mp4", options={"movflags": flags} if flags else {})
+        try:
+            self.stream = self.container.add_stream(codec, rate=fps)
+            self.stream.width, self.stream.height = self._even(self.width), self._even(self.height)
+            self.stream.pix_fmt = config.pix_fmt
+            self.stream.codec_context.time_base = self.time_base
+            self.stream.codec_context.gop_size = max(1, round(float(fps) * config.keyframe_interval_s))
+            if codec in _X26X:
+                self.stream.options = {"crf": str(config.crf), "preset": config.preset}
+            else:
+                self.stream.codec_context.bit_rate = config.bitrate
+        except Exception:
+            self.container.close()
+            raise
+
+    def _even(self, n: int) -> int:
+        return n + (n % 2) if self.config.pix_fmt.startswith(("yuv420", "yuvj420", "nv12")) else n
+
+    def _ticks(self, pts: float | None) -> int:
+        """Output PTS in ticks: source PTS relative to the first frame, kept strictly increasing."""
+        if pts is None:
+            ticks = self._last_ticks + _TICKS_PER_FRAME
+        else:
+            if self._first_pts is None:
+                self._first_pts = pts
+            ticks = round((pts - self._first_pts) / self.time_base)
+        ticks = max(ticks, self._last_ticks + 1)
+        self._last_ticks = ticks
+        return ticks
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        """Resize a frame whose size changed mid-stream; pad odd sizes for 4:2:0 encoders."""
+        h, w = image.shape[:2]
+        if (w, h) != (self.width, self.height):
+            if not self._resize_warned:
+                self.log.warning("mp4 sink %s: frame size changed from %dx%d to %dx%d; resizing",
+                                 self.path, self.width, self.height, w, h)
+                self._resize_warned = True
+            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        pad_w, pad_h = self.stream.width - self.width, self.stream.height - self.height
+        if pad_w or pad_h:
+            image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
+        return image
+
+    def write(self, image: np.ndarray, pts: float | None) -> None:
+        """Encode one BGR frame (ndarray[H, W, 3] uint8) at source time `pts` (s)."""
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(self._fit(image)), format="bgr24")
+        frame.pts, frame.time_base = self._ticks(pts), self.time_base
+        for pkt in self.stream.encode(frame):
+            self.container.mux(pkt)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder's delayed frames and write the index; the file is complete afterwards."""
+        try:
+            for pkt in self.stream.encode(None):
+                self.container.mux(pkt)
+        finally:
+            self.container.close()
+
+
+class Mp4Sink(Stage):
+    """Writes each frame, annotated with its detections, to an MP4 file (one per stream with `{stream}`)."""
+
+    kind: ClassVar[str] = "mp4"
+    Config: ClassVar[type[StageConfig]] = Mp4Config
+    is_sink: ClassVar[bool] = True
+    description: ClassVar[str] = "annotated video file (H.264 MP4 through PyAV)"
+
+    def __init__(self, config: Any, ctx: Any) -> None:
+        super().__init__(config, ctx)
+        self.codec = config.codec
+        self.writers: dict[str, Mp4Writer] = {}
+        self._pending: dict[str, list[Packet]] = {}
+
+    def open(self) -> None:
+        cfg: Mp4Config = self.config
+        if cfg.fps is not None and not cfg.fps > 0:
+            raise ValueError(f"mp4 sink: option fps must be > 0, got {cfg.fps}")
+        self.codec = pick_codec(cfg.codec, cfg.pix_fmt)
+        if self.codec != cfg.codec:
+            self.ctx.log.warning("mp4 sink: encoder %r is not available here; using %r", cfg.codec, self.codec)
+
+    def _path_for(self, stream: str) -> Path:
+        template = self.config.path
+        if "{stream}" in template:
+            return Path(template.replace("{stream}", stream))
+        if self.writers or len(self._pending) > 1:
+            raise ValueError(f"mp4 sink: frames from several streams but path {template!r} has no {{stream}}")
+        return Path(template)
+
+    def _fps(self, packets: list[Packet], final: bool) -> Fraction | None:
+        """Frame rate from the option, the source's metadata, or the first two PTS (None: wait for more)."""
+        if self.config.fps:
+            return Fraction(self.config.fps).limit_denominator(1001)
+        meta = packets[0].meta
+        if meta.extra.get("fps"):
+            return Fraction(meta.extra["fps"]).limit_denominator(1001)
+        if len(packets) >= 2 and meta.pts is not None and packets[1].meta.pts is not None:
+            delta = packets[1].meta.pts - meta.pts
+            if delta > 0:
+                return Fraction(1 / delta).limit_denominator(1001)
+        if final or len(packets) >= 2:
+            self.ctx.log.warning("mp4 sink: source frame rate unknown; writing 30 fps (set option fps)")
+            return Fraction(30)
+        return None
+
+    def _start(self, stream: str, packets: list[Packet], final: bool = False) -> bool:
+        fps = self._fps(packets, final)
+        if fps is None:
+            return False
+        frame = packets[0].frame
+        assert frame is not None
+        path = self._path_for(stream)
+        size = (frame.shape[1], frame.shape[0])
+        self.writers[stream] = Mp4Writer(path, self.config, self.codec, fps, self.ctx.log, size)
+        self.ctx.log.info("mp4 sink: writing %s (%s, %dx%d, %s fps)", path, self.codec, *size, fps)
+        return True
+
+    def _write(self, packet: Packet) -> None:
+        image = packet.frame
+        assert image is not None
+        if self.config.draw:
+            image = annotate(image, packet.detections)
+        self.writers[packet.meta.stream].write(image, packet.meta.pts)
+        self.ctx.count("frames_written")
+
+    def process(self, packet: Packet) -> list[Packet]:
+        if packet.frame is None:
+            raise ValueError(f"mp4 sink {self.ctx.stage_id!r}: packet has no frame (place it downstream of decode)")
+        stream = packet.meta.stream
+        if stream not in self.writers:
+            pending = self._pending.setdefault(stream, [])
+            pending.append(packet)
+            if not self._start(stream, pending):
+                return []
+            for p in self._pending.pop(stream):
+                self._write(p)
+            return []
+        self._write(packet)
+        return []
+
+    def close(self) -> list[Packet]:
+        errors = []
+        for stream, pending in list(self._pending.items()):
+            if self._start(stream, pending, final=True):
+                for p in self._pending.pop(stream):
+                    self._write(p)
+        for stream, writer in self.writers.items():
+            try:
+                writer.close()
+                self.ctx.log.info("mp4 sink: closed %s (%d frames)", writer.path, writer.frames)
+            except Exception as exc:  # close the other files before reporting
+                errors.append(f"{writer.path} ({stream}): {exc}")
+        self.writers.clear()
+        if errors:
+            raise RuntimeError(f"mp4 sink: could not finish {'; '.join(errors)}")
+        return []
