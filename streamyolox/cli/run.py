@@ -1,0 +1,122 @@
+"""`streamyolox run | validate | stages`: run a pipeline YAML, check one, list the stage kinds."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+
+from streamyolox.graph.validate import SpecError, load_pipeline
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    overrides = argparse.ArgumentParser(add_help=False)
+    overrides.add_argument("file", help="pipeline YAML")
+    overrides.add_argument("--set", dest="sets", action="append", default=[], metavar="PATH=VALUE",
+                           help="override a value before validation, e.g. stages.source.url=clip.mp4")
+
+    p = subparsers.add_parser("run", parents=[overrides], help="run a pipeline YAML")
+    p.add_argument("--metrics-json", default=None, metavar="FILE", help="write the final metrics here")
+    p.add_argument("--http", type=int, default=None, metavar="PORT",
+                   help="serve Prometheus /metrics and JSON /health on this port")
+    p.add_argument("--no-dashboard", action="store_true", help="plain log lines even on a terminal")
+    p.add_argument("--only", default=None, metavar="IDS",
+                   help="comma-separated stage ids to run on this host (the others run elsewhere)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_run)
+
+    v = subparsers.add_parser("validate", parents=[overrides], help="check a pipeline YAML")
+    v.set_defaults(func=cmd_validate)
+
+    s = subparsers.add_parser("stages", help="list stage kinds with their options")
+    s.add_argument("kinds", nargs="*", help="only these kinds (built-in names or module:Class)")
+    s.set_defaults(func=cmd_stages)
+
+
+def _error(message: str) -> int:
+    print(f"streamyolox: error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        spec = load_pipeline(args.file, args.sets)
+    except SpecError as exc:
+        return _error(str(exc))
+    edges = spec.edges()
+    print(f"{args.file}: ok: pipeline {spec.name!r}, {len(spec.stages)} stages, {len(edges)} edges "
+          f"({', '.join(f'{a}->{b}' for a, b in edges)})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        spec = load_pipeline(args.file, args.sets)
+        only = None if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
+        if only is not None:
+            unknown = [s for s in only if s not in spec.stages]
+            if unknown:
+                raise SpecError(f"--only: unknown stage {unknown[0]!r} (stages: {', '.join(spec.stages)})")
+    except SpecError as exc:
+        return _error(str(exc))
+    from streamyolox.graph.runner import RunOptions, run_pipeline
+
+    options = RunOptions(metrics_json=args.metrics_json, http_port=args.http,
+                         dashboard=not args.no_dashboard and sys.stderr.isatty(), only=only)
+    result = run_pipeline(spec, options)
+    if result.error:
+        print(f"streamyolox: error: {result.error}", file=sys.stderr)
+    return result.exit_code
+
+
+def _type_name(tp: object) -> str:
+    from streamyolox.graph.options import _name
+
+    return _name(tp)
+
+
+def describe_kind(kind: str) -> list[str]:
+    """Lines describing one stage kind (or saying why it is unavailable)."""
+    from streamyolox.graph.options import dataclass_fields
+    from streamyolox.stages.registry import StageKindError, load_stage_class
+
+    try:
+        cls = load_stage_class(kind)
+    except StageKindError as exc:
+        return [f"{kind}  (unavailable: {exc})"]
+    role = "source" if cls.is_source else "sink" if cls.is_sink else "stage"
+    lines = [f"{kind}  [{role}]  {cls.description or (cls.__doc__ or '').strip().splitlines()[0:1]}"]
+    for name, (tp, required, default) in dataclass_fields(cls.Config).items():
+        shown = "required" if required else f"default {default!r}"
+        lines.append(f"    {name}: {_type_name(tp)}  ({shown})")
+    if not dataclasses.fields(cls.Config):
+        lines.append("    (no options)")
+    return lines
+
+
+def cmd_stages(args: argparse.Namespace) -> int:
+    from streamyolox.stages.registry import BUILTIN_STAGES
+
+    for kind in args.kinds or list(BUILTIN_STAGES):
+        print("\n".join(describe_kind(kind)))
+    print("\nEvery stage also takes: inputs, worker, queue (8), policy (block|drop_oldest), "
+          "restart (never|on-failure), max_restarts (3), endpoint (tcp://host:port), threads.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """These three commands alone (`python -m streamyolox.cli.run run FILE`), without the other modules."""
+    parser = argparse.ArgumentParser(prog="streamyolox")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Check plain YAML values against dataclass field types and build the dataclass.
+
+Supported field types: int, float, str, bool, None, Optional/`X | None`, unions, list[X], tuple[X, ...],
+tuple[X, Y], dict[str, X], Literal[...], nested dataclasses, Any. Every error names its dotted path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Any, Literal, Union
+
+
+class SpecError(ValueError):
+    """A one-line pipeline error: `path: what is wrong`."""
+
+
+def _name(tp: Any) -> str:
+    """Readable type name: `int`, `int | None`, `list[str]`, `one of 'a', 'b'`."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join("..." if a is Ellipsis else _name(a) for a in typing.get_args(tp))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if tp is type(None):
+        return "None"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _fail(path: str, tp: Any, value: Any) -> SpecError:
+    return SpecError(f"{path}: expected {_name(tp)}, got {value!r}")
+
+
+def _convert_scalar(value: Any, tp: Any, path: str) -> Any:
+    # bool is an int subclass in Python; YAML `true` is never a valid count.
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is type(None):
+        if value is None:
+            return None
+    elif tp is Any or tp is object:
+        return value
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, dict):
+            return build_dataclass(tp, value, path)
+    else:
+        raise SpecError(f"{path}: unsupported option type {_name(tp)}")
+    raise _fail(path, tp, value)
+
+
+def _convert_union(value: Any, tp: Any, path: str) -> Any:
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in (a for a in args if a is not type(None)):
+        try:
+            return convert(value, arg, path)
+        except SpecError as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]  # Optional[X]: X's own error (`expected int`) reads best
+    raise _fail(path, tp, value)
+
+
+def _convert_sequence(value: Any, tp: Any, path: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if not isinstance(value, (list, tuple)):
+        raise _fail(path, tp, value)
+    if origin is list:
+        item = args[0] if args else Any
+        return [convert(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not args or (len(args) == 2 and args[1] is Ellipsis):
+        item = args[0] if args else Any
+        return tuple(convert(v, item, f"{path}[{i}]") for i, v in enumerate(value))
+    if len(value) != len(args):
+        raise SpecError(f"{path}: expected {len(args)} items ({_name(tp)}), got {len(value)}")
+    return tuple(convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+
+
+def convert(value: Any, tp: Any, path: str) -> Any:
+    """Check `value` (plain YAML data) against type `tp`; return it converted (lists to tuples, ints to
+    floats where declared). Raises `SpecError` naming `path`."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value in allowed and not (isinstance(value, bool) and True in allowed):
+            return value
+        raise _fail(path, tp, value)
+    if origin in (Union, types.UnionType):
+        return _convert_union(value, tp, path)
+    if origin in (list, tuple):
+        return _convert_sequence(value, tp, path)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _fail(path, tp, value)
+        key_tp, val_tp = typing.get_args(tp) or (Any, Any)
+        return {convert(k, key_tp, f"{path}"): convert(v, val_tp, f"{path}.{k}") for k, v in value.items()}
+    return _convert_scalar(value, tp, path)
+
+
+def unknown_key_error(path: str, key: str, known: typing.Iterable[str], what: str = "option") -> SpecError:
+    """`path: unknown option 'sise' (did you mean 'size'?)`, or the list of valid keys."""
+    known = sorted(known)
+    close = difflib.get_close_matches(str(key), known, n=1)
+    if close:
+        hint = f" (did you mean {close[0]!r}?)"
+    else:
+        hint = f" (valid: {', '.join(known)})" if known else f" (this takes no {what}s)"
+    where = f"{path}: " if path else ""
+    return SpecError(f"{where}unknown {what} {key!r}{hint}")
+
+
+def dataclass_fields(cls: type) -> dict[str, tuple[Any, bool, Any]]:
+    """name -> (resolved type, required, default) for each init field of a dataclass."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = f.default if f.default is not dataclasses.MISSING else (
+            None if required else f.default_factory())  # type: ignore[misc]
+        out[f.name] = (hints.get(f.name, Any), required, default)
+    return out
+
+
+def build_dataclass(cls: type, values: dict[str, Any], path: str) -> Any:
+    """`cls(**values)` after checking keys and types; errors name `path.key`."""
+    fields = dataclass_fields(cls)
+    for key in values:
+        if key not in fields:
+            raise unknown_key_error(path, key, fields)
+    for name, (_, required, _) in fields.items():
+        if required and name not in values:
+            raise SpecError(f"{path}: missing required option {name!r}")
+    kwargs = {k: convert(v, fields[k][0], f"{path}.{k}" if path else k) for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:  # a Config's own __post_init__ checks
+        raise SpecError(f"{path}: {exc}") from exc

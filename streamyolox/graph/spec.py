@@ -1,0 +1,87 @@
+"""Typed form of a pipeline YAML: `PipelineSpec` (name, model, stages, metrics) and `StageSpec`.
+
+Built by `streamyolox.graph.validate.load_pipeline`, which checks every field; the runner trusts these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from streamyolox.model.spec import ModelSpec
+from streamyolox.stages.base import StageConfig
+
+Policy = Literal["block", "drop_oldest"]
+RestartPolicy = Literal["never", "on-failure"]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One entry of `stages:`.
+
+    Attributes:
+        id: the mapping key; names the stage in logs, metrics and `inputs` of other stages.
+        kind: a built-in kind (`decode`, `nms`, ...) or a user stage `module:Class`.
+        inputs: ids of the upstream stages (empty for a source).
+        options: the stage's `Config` dataclass, filled from the stage's other keys.
+        worker: stages with the same worker name share one process (edges between them are in-process).
+        queue: bounded depth of each input edge (packets).
+        policy: `block` (the sender waits: lose nothing) or `drop_oldest` (the receiver keeps the newest).
+        restart: `never` or `on-failure` (restart the stage's process up to `max_restarts` times).
+        endpoint: `tcp://host:port` where this stage's inputs listen (input i binds port + i); edges into it
+            then travel over TCP, so it can run on another host (`streamyolox run --only`).
+        threads: intra-op threads of the stage's process (torch, OpenMP, BLAS); None keeps the defaults.
+    """
+
+    id: str
+    kind: str
+    inputs: tuple[str, ...] = ()
+    options: StageConfig = field(default_factory=StageConfig)
+    worker: str | None = None
+    queue: int = 8
+    policy: Policy = "block"
+    restart: RestartPolicy = "never"
+    max_restarts: int = 3
+    endpoint: str | None = None
+    threads: int | None = None
+    is_source: bool = False
+    is_sink: bool = False
+
+
+@dataclass(frozen=True)
+class MetricsSpec:
+    """The optional `metrics:` block.
+
+    Attributes:
+        interval_s: how often stages report and the plain log line is printed.
+        http_port: serve Prometheus `/metrics` and JSON `/health` on this port (None: off).
+        json: write the final metrics summary to this file (the CLI's `--metrics-json` overrides it).
+    """
+
+    interval_s: float = 1.0
+    http_port: int | None = None
+    json: str | None = None
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A validated pipeline: stages keyed by id, in YAML order."""
+
+    name: str
+    model: ModelSpec
+    stages: dict[str, StageSpec]
+    metrics: MetricsSpec = field(default_factory=MetricsSpec)
+    source: str = "<memory>"
+
+    def edges(self) -> list[tuple[str, str]]:
+        """Every (producer id, consumer id) pair, in stage order."""
+        return [(src, s.id) for s in self.stages.values() for src in s.inputs]
+
+    def consumers(self, stage_id: str) -> list[str]:
+        """Ids of the stages that take `stage_id` as an input."""
+        return [dst for src, dst in self.edges() if src == stage_id]
+
+    def sinks(self) -> list[str]:
+        """Stages no other stage consumes (the run ends when all of them have closed)."""
+        consumed = {src for src, _ in self.edges()}
+        return [sid for sid in self.stages if sid not in consumed]

@@ -1,0 +1,10 @@
+"""Put tests/graph on sys.path so pipelines can name the test stages as `fake_stages:Class`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
