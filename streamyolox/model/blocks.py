@@ -149,8 +149,10 @@ class CSPLayer(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        x_1 = self.m(self.conv1(x))
+        # Official execution order (conv1, conv2, then m): ONNX exports list their convs in this order.
+        x_1 = self.conv1(x)
         x_2 = self.conv2(x)
+        x_1 = self.m(x_1)
         return self.conv3(torch.cat((x_1, x_2), dim=1))
 
 
