@@ -87,7 +87,7 @@ def annotate(frame: np.ndarray, detections: Detections | None, *, copy: bool = T
             continue
         x1, y1, x2, y2 = (round(float(v)) for v in boxes[i])
         color = class_color(int(detections.class_ids[i]))
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, style.thickness, cv2.LINE_AA)
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, style.thickness, cv2.LINE_8)  # crisp: axis-aligned
         if labels:
             put_label(out, label_text(detections, int(i), names), (x1 - style.thickness // 2, y1), color,
                       style)

@@ -39,7 +39,8 @@ class Mp4Config(StageConfig):
     codec: encoder (falls back to another available one with a warning).
     crf / preset: x264/x265 quality and speed; `bitrate` (bit/s) is used by other encoders.
     pix_fmt: encoder pixel format (yuv420p plays everywhere).
-    fps: output frame rate; default: FrameMeta.extra["fps"], else measured from the first two PTS.
+    fps: constant output frame rate, source PTS ignored (default: the source's timing, at the rate of
+        FrameMeta.extra["fps"] or else measured from the first two PTS).
     fragmented: fragmented MP4 (a killed process still leaves a playable file).
     keyframe_interval_s: seconds between keyframes (= fragment length when fragmented).
     draw: draw the detections (False: re-encode the frames as they are).
@@ -86,8 +87,9 @@ class Mp4Writer:
         self._last_ticks = -1
         self._resize_warned = False
         path.parent.mkdir(parents=True, exist_ok=True)
-        flags = _FRAG_FLAGS if config.fragmented else ""
-        self.container = av.open(str(path), "w", format="mp4", options={"movflags": flags} if flags else {})
+        # flush_packets: each fragment reaches the disk at once, not when the 32 KiB I/O buffer fills.
+        options = {"movflags": _FRAG_FLAGS, "flush_packets": "1"} if config.fragmented else {}
+        self.container = av.open(str(path), "w", format="mp4", options=options)
         try:
             self.stream = self.container.add_stream(codec, rate=fps)
             self.stream.width, self.stream.height = self._even(self.width), self._even(self.height)
@@ -106,8 +108,9 @@ class Mp4Writer:
         return n + (n % 2) if self.config.pix_fmt.startswith(("yuv420", "yuvj420", "nv12")) else n
 
     def _ticks(self, pts: float | None) -> int:
-        """Output PTS in ticks: source PTS relative to the first frame, kept strictly increasing."""
-        if pts is None:
+        """Output PTS in ticks: source PTS relative to the first frame, kept strictly increasing
+        (constant rate when the `fps` option is set or the source has no PTS)."""
+        if pts is None or self.config.fps:
             ticks = self._last_ticks + _TICKS_PER_FRAME
         else:
             if self._first_pts is None:
