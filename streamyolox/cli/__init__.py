@@ -13,6 +13,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "weights",
     "bench",
     "run",
+    "subscribe",
+    "keys",
 )
 
 
