@@ -14,9 +14,9 @@ from streamyolox.ops.letterbox import letterbox, letterbox_ref
 from streamyolox.ops.nms import batched_nms, nms, nms_ref
 
 _LAZY = {
-    "letterbox_gpu": "streamyolox.ops.letterbox_gpu",
-    "postprocess_gpu": "streamyolox.ops.postprocess_gpu",
-    "postprocess_batch_gpu": "streamyolox.ops.postprocess_gpu",
+    "letterbox_gpu": "streamyolox.ops.gpu_letterbox",
+    "postprocess_gpu": "streamyolox.ops.gpu_postprocess",
+    "postprocess_batch_gpu": "streamyolox.ops.gpu_postprocess",
 }
 
 # The lazy GPU names stay out of __all__ so that `import *` never pulls CuPy.
