@@ -120,12 +120,13 @@ class AvReader:
         read_timeout = self.opts.read_timeout_s
         if self.spec.live:
             read_timeout = min(read_timeout, self.opts.stall_timeout_s)
+        started = time.monotonic()
         try:
             self.container = av.open(self.spec.target, mode="r", format=self.spec.av_format,
                                      options=container_options(self.spec, self.opts),
                                      timeout=(self.opts.open_timeout_s, read_timeout))
         except (av.error.FFmpegError, OSError) as exc:
-            raise SourceError(self._open_error(exc)) from exc
+            raise SourceError(self._open_error(exc, time.monotonic() - started)) from exc
         if not self.container.streams.video:
             self.close()
             raise SourceError(f"source {self.spec.url!r} has no video stream")
@@ -133,9 +134,10 @@ class AvReader:
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = self.opts.threads
 
-    def _open_error(self, exc: BaseException) -> str:
+    def _open_error(self, exc: BaseException, elapsed: float) -> str:
         reason = _error_line(exc)
-        if isinstance(exc, av.error.ExitError):
+        # The interrupt callback surfaces as ExitError, or as whatever error the protocol makes of it.
+        if isinstance(exc, av.error.ExitError) or elapsed >= self.opts.open_timeout_s:
             reason = f"no answer within open_timeout_s={self.opts.open_timeout_s:g}"
         if self.spec.kind == "webcam" and isinstance(exc, (FileNotFoundError, av.error.FileNotFoundError)):
             return f"no camera at {self.spec.target} ({self.spec.url}): {reason}"

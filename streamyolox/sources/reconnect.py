@@ -79,7 +79,7 @@ def reconnecting_frames(spec: SourceSpec, opts: AvOptions, policy: RetryPolicy,
                 reader.open()
             except SourceError as exc:
                 reader, last_error, failures = None, str(exc), failures + 1
-                hooks.log.warning("%s: connect attempt failed: %s", spec.url, exc)
+                hooks.log.warning("connect attempt failed: %s", exc)
                 continue
         last_frame_at: float | None = None
         try:
@@ -96,7 +96,7 @@ def reconnecting_frames(spec: SourceSpec, opts: AvOptions, policy: RetryPolicy,
             if exc.cause == "ended" and not policy.reconnect:
                 hooks.log.info("%s", exc)
                 return
-            hooks.log.warning("%s: connection lost: %s", spec.url, exc)
+            hooks.log.warning("connection lost: %s", exc)
             hooks.count("stalls" if exc.cause == "stalled" else "disconnects", 1)
         finally:
             reader.close()
