@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 # Official YOLOX trains with these BatchNorm settings (`init_yolo`); eps matters when folding BN into convs.
@@ -20,6 +21,27 @@ def get_activation(name: str) -> nn.Module:
     if name == "lrelu":
         return nn.LeakyReLU(0.1, inplace=True)
     raise ValueError(f"unknown activation {name!r}: expected silu, relu or lrelu")
+
+
+class FusedConv2d(nn.Conv2d):
+    """A BN-folded conv: same parameters (`weight`, `bias`) as nn.Conv2d, bias added after the convolution.
+
+    Why: oneDNN's fused-bias CPU kernels are about twice as noisy in fp32 (YOLOX-Nano on dog.jpg: 1.8e-4 vs
+    7.5e-5 max error against float64), and CUDA adds the bias separately anyway; ONNX Runtime fuses the Add back.
+    """
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> FusedConv2d:
+        fused = cls(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+            conv.dilation, conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype,
+        )  # fmt: skip
+        fused.load_state_dict(conv.state_dict())
+        return fused
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups)
+        return y + self.bias.view(1, -1, 1, 1)
 
 
 class BaseConv(nn.Module):
@@ -46,7 +68,7 @@ class BaseConv(nn.Module):
     def fuse(self) -> None:
         """Replace conv+BN by one conv with bias (eval statistics); the state_dict becomes `conv.weight/bias`."""
         if isinstance(self.bn, nn.BatchNorm2d):
-            self.conv = fuse_conv_bn_eval(self.conv.eval(), self.bn.eval())
+            self.conv = FusedConv2d.from_conv(fuse_conv_bn_eval(self.conv.eval(), self.bn.eval()))
             self.bn = nn.Identity()
 
 

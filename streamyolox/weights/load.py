@@ -47,6 +47,8 @@ def _name_from_state_dict(state_dict: dict, source: str) -> str:
     info = infer_arch(state_dict)
     if info.darknet:
         return "yolox-darknet53"
+    if info.width is None:
+        raise WeightsError(f"{source}: not a YOLOX checkpoint (no backbone stem weights)")
     for name, entry in ZOO.items():
         same = (entry.width, entry.depthwise, round(3 * entry.depth)) == (
             info.width,
