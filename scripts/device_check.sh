@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The one GPU check, run from the repository root on a lent CUDA machine (no pip install needed):
+#   scripts/device_check.sh            GPU parity tests (pytest -m gpu), then benchmarks/gpu_bench.py
+#   scripts/device_check.sh --prepare  (here, before the run) copy the nano weights and dog.jpg into
+#                                      .devcheck/shared/, the folder to carry (../shared does not travel)
+# Writes $OUT/gpu_tests.txt and $OUT/gpu_bench.json when $OUT is set. Whole run: under 4 minutes on an H100.
+set -u
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--prepare" ]; then
+    src=${STREAMYOLOX_SHARED:-../shared}
+    mkdir -p .devcheck/shared/weights .devcheck/shared/media
+    cp "$src/weights/yolox_nano.pth" .devcheck/shared/weights/ &&
+        cp "$src/media/dog.jpg" .devcheck/shared/media/ &&
+        du -sh .devcheck
+    exit $?
+fi
+
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+unset NUMBA_ENABLE_CUDASIM
+if [ -d .devcheck/shared ]; then
+    export STREAMYOLOX_SHARED=$PWD/.devcheck/shared
+    export STREAMYOLOX_WEIGHTS_DIR=$PWD/.devcheck/shared/weights
+elif [ -f .devcheck/yolox_nano.pth ]; then
+    export STREAMYOLOX_WEIGHTS_DIR=$PWD/.devcheck
+fi
+out=${OUT:-$(mktemp -d)}
+
+echo "== machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -2
+python - <<'PY' 2>&1
+import importlib
+for m in ("torch", "cupy", "numba", "numba_cuda", "numpy", "cv2", "onnxruntime"):
+    try:
+        print(f"  {m} {getattr(importlib.import_module(m), '__version__', '?')}")
+    except Exception as exc:
+        print(f"  {m} MISSING ({type(exc).__name__})")
+PY
+echo "  weights dir: ${STREAMYOLOX_WEIGHTS_DIR:-none (random init)}"
+
+echo "== GPU parity tests"
+start=$SECONDS
+timeout 150 python -m pytest -q -m gpu -rs -p no:cacheprovider tests/gpu tests/ops >"$out/gpu_tests.txt" 2>&1
+rc_tests=$?
+tail -n 40 "$out/gpu_tests.txt"
+echo "tests: rc=$rc_tests in $((SECONDS - start))s"
+
+echo "== GPU benchmark"
+start=$SECONDS
+timeout 200 python benchmarks/gpu_bench.py --json "$out/gpu_bench.json" --budget-s 120
+rc_bench=$?
+echo "bench: rc=$rc_bench in $((SECONDS - start))s; json: $out/gpu_bench.json"
+[ "$rc_tests" -eq 0 ] && [ "$rc_bench" -eq 0 ]
