@@ -49,7 +49,7 @@ def test_onnx_wrong_architecture(nano_onnx):
 
 def test_onnx_conv_count_mismatch(nano_onnx):
     # Same width and depthwise as nano but deeper: the first conv agrees, the counts do not.
-    with pytest.raises(WeightsError, match="ONNX has 113 convolutions, model custom has 145"):
+    with pytest.raises(WeightsError, match="ONNX has 113 convolutions, model custom has 149"):
         load_onnx_weights(build_model("yolox-nano", depth=0.67), nano_onnx)
 
 
