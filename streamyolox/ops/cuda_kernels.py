@@ -29,6 +29,17 @@ else:
     REDUCE_THREADS = 128
 
 
+@cuda.jit(device=True, inline=True)
+def _max(a, b):  # type: ignore[no-untyped-def]
+    # Plain comparisons: numba's builtin max/min on float32 pairs fails to type in some numba.cuda versions.
+    return a if a > b else b
+
+
+@cuda.jit(device=True, inline=True)
+def _min(a, b):  # type: ignore[no-untyped-def]
+    return a if a < b else b
+
+
 @cuda.jit
 def init_kernel(counter, maxc):  # type: ignore[no-untyped-def]
     """Reset the candidate counter and the running max coordinate."""
@@ -73,7 +84,7 @@ def select_kernel(pred, score_threshold, grids, strides, decode, boxes, scores, 
     scores[k] = score
     classes[k] = arg
     index[k] = i
-    cuda.atomic.max(maxc, 0, max(max(x1, y1), max(x2, y2)))
+    cuda.atomic.max(maxc, 0, _max(_max(x1, y1), _max(x2, y2)))
 
 
 @cuda.jit
@@ -108,8 +119,8 @@ def iou_mask_kernel(k, boxes, iou_threshold, mask):  # type: ignore[no-untyped-d
     if row > col:
         return
     t = cuda.threadIdx.x
-    row_size = min(k - row * BLOCK, BLOCK)
-    col_size = min(k - col * BLOCK, BLOCK)
+    row_size = _min(k - row * BLOCK, BLOCK)
+    col_size = _min(k - col * BLOCK, BLOCK)
     tile = cuda.shared.array((BLOCK, 5), float32)
     if t < col_size:
         b = col * BLOCK + t
@@ -125,8 +136,8 @@ def iou_mask_kernel(k, boxes, iou_threshold, mask):  # type: ignore[no-untyped-d
     zero = float32(0)
     bits = uint64(0)
     for j in range(t + 1 if row == col else 0, col_size):
-        w = max(zero, min(x2, tile[j, 2]) - max(x1, tile[j, 0]))
-        h = max(zero, min(y2, tile[j, 3]) - max(y1, tile[j, 1]))
+        w = _max(zero, _min(x2, tile[j, 2]) - _max(x1, tile[j, 0]))
+        h = _max(zero, _min(y2, tile[j, 3]) - _max(y1, tile[j, 1]))
         inter = fmul_rn(w, h)
         iou = inter / ((area + tile[j, 4]) - inter)
         if float(iou) > iou_threshold:
