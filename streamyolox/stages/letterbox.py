@@ -42,6 +42,8 @@ class LetterboxStage(Stage):
         else:
             self.size = _model_input_size(model)
         device = cfg.device if cfg.device != "auto" else (model.device if model is not None else "cpu")
+        if device != "cpu" and not device.startswith("cuda"):
+            raise ValueError(f"letterbox.device: expected auto, cpu, cuda or cuda:N, got {device!r}")
         if device.startswith("cuda"):
             from streamyolox.ops import letterbox_gpu
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -18,7 +19,7 @@ class YoloxConfig(StageConfig):
 
     batch: int = 1
     max_wait_ms: float = 5.0
-    backend: str | None = None
+    backend: Literal["auto", "torch", "onnxruntime"] | None = None
     threads: int | None = None
 
 
