@@ -48,7 +48,9 @@ def test_nvcc_compiles_sm90(source: Path, tmp_path: Path) -> None:
     proc = subprocess.run([NVCC, "-arch=sm_90", "--ptx", "--fmad=false", "-o", str(ptx), str(source)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert ".entry letterbox_u8_chw_f32" in ptx.read_text()
+    text = ptx.read_text()
+    assert ".entry letterbox_u8_chw_f32" in text
+    assert "fma.rn.f64" not in text  # the source coordinate rounds as cv2's (d + 0.5) * scale - 0.5
 
 
 @pytest.fixture(scope="module")
