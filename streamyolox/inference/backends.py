@@ -23,7 +23,7 @@ class Backend(Protocol):
     input_size: tuple[int, int]
     class_names: tuple[str, ...]
 
-    def __call__(self, images: Any) -> np.ndarray: ...
+    def __call__(self, images: Any, to_host: bool = True) -> Any: ...
 
 
 def _cache_dir() -> Path:
@@ -53,14 +53,16 @@ class TorchBackend:
         if self.device == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
 
-    def __call__(self, images: Any) -> np.ndarray:
+    def __call__(self, images: Any, to_host: bool = True) -> Any:
+        """to_host=False keeps a CUDA result on the device (for the GPU postprocess)."""
         torch = self._torch
         x = torch.as_tensor(images, device=self.device).to(self._dtype)
         if self.device == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             out = self.model(x)
-        return out.float().cpu().numpy()
+        out = out.float()
+        return out.cpu().numpy() if to_host or out.device.type == "cpu" else out
 
 
 class OrtBackend:
@@ -88,7 +90,7 @@ class OrtBackend:
         self.class_names = class_names
         self.onnx_path = onnx_path
 
-    def __call__(self, images: Any) -> np.ndarray:
+    def __call__(self, images: Any, to_host: bool = True) -> np.ndarray:
         x = np.ascontiguousarray(images, dtype=np.float32)
         if self._fixed_batch == 1 and len(x) > 1:  # official exports have a fixed batch of 1
             raw = np.concatenate([self.session.run(None, {self._input_name: x[i : i + 1]})[0] for i in range(len(x))])

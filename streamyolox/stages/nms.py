@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
 
@@ -34,19 +36,24 @@ class NmsStage(Stage):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"nms.{name}: expected a value in [0, 1], got {value}")
         self._postprocess = postprocess
+        self._postprocess_gpu = None
+        if self.ctx.model is not None and self.ctx.model.device.startswith("cuda"):
+            from streamyolox.ops import postprocess_gpu
+
+            self._postprocess_gpu = postprocess_gpu
         self.class_names = class_names_for(self.ctx.model)
 
     def process(self, packet: Packet) -> list[Packet]:
         cfg: NmsConfig = self.config
         if packet.raw is None:
             raise ValueError(f"nms: frame {packet.meta.frame} has no model output (is a yolox stage upstream?)")
-        dets = self._postprocess(
+        on_device = not isinstance(packet.raw, np.ndarray) and self._postprocess_gpu is not None
+        fn = self._postprocess_gpu if on_device else self._postprocess
+        dets = fn(
             packet.raw, packet.ratio, score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold,
             class_agnostic=cfg.class_agnostic, class_names=self.class_names,
         )
         if cfg.classes is not None:
-            import numpy as np
-
             dets = dets[np.isin(dets.class_ids, cfg.classes)]
         packet.detections = dets
         packet.raw = None

@@ -38,6 +38,7 @@ class YoloxStage(Stage):
         if cfg.backend:
             spec = ModelSpec(**{**spec.__dict__, "backend": cfg.backend})
         self.backend = make_backend(spec, threads=cfg.threads)
+        self._on_gpu = spec.device.startswith("cuda") and self.backend.name == "torch"
         self.max_batch = cfg.batch
         self.max_wait_ms = cfg.max_wait_ms
 
@@ -55,7 +56,9 @@ class YoloxStage(Stage):
             import torch
 
             batch = torch.stack([torch.as_tensor(p.image) for p in packets])
-        preds = self.backend(batch)
+        # on CUDA the predictions stay on the device for the GPU decode + NMS kernels (the transport
+        # copies them to the host only when they cross a process edge)
+        preds = self.backend(batch, to_host=not self._on_gpu)
         for p, pred in zip(packets, preds):
             p.raw = pred
             p.image = None  # not needed downstream: keep the edges light
