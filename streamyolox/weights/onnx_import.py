@@ -63,12 +63,21 @@ def read_onnx(path: str | Path) -> OnnxModelInfo:
         )
         groups = next((a.i for a in node.attribute if a.name == "group"), 1)
         convs.append(OnnxConv(weight, bias, groups))
-    if len(convs) < 4 or graph.output[0].type.tensor_type.shape.dim[-1].dim_value < 6:
-        raise WeightsError(f"{path.name}: not a YOLOX export (output is not [B, N, 5+C])")
-    num_classes = graph.output[0].type.tensor_type.shape.dim[-1].dim_value - 5
+    num_classes = _num_classes(graph, inits)
+    if len(convs) < 4 or num_classes < 1:
+        raise WeightsError(f"{path.name}: not a YOLOX export (no head.cls_preds weights, output not [B, N, 5+C])")
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
     size = (dims[2], dims[3]) if len(dims) == 4 and dims[2] > 0 and dims[3] > 0 else None
     return OnnxModelInfo(convs, num_classes, size)
+
+
+def _num_classes(graph: onnx.GraphProto, inits: dict[str, onnx.TensorProto]) -> int:
+    """C from the named `head.cls_preds.0.weight` initializer (official and our exports), else output dim - 5."""
+    for name, tensor in inits.items():
+        if name.endswith("head.cls_preds.0.weight"):
+            return int(tensor.dims[0])
+    dims = graph.output[0].type.tensor_type.shape.dim
+    return int(dims[-1].dim_value) - 5 if dims else 0
 
 
 def infer_onnx_model_name(info: OnnxModelInfo, source: str) -> str:

@@ -40,6 +40,11 @@ def test_export_nano_official_weights(nano_pth, dog_input_416, tmp_path):
         assert got.shape == (len(x), 3549, 85)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     assert np.abs(got[0] - got[1]).max() > 0.01  # the two images differ: batch items are not mixed up
+    reloaded = load_model(path)  # our exports import back like official ones
+    assert (reloaded.name, reloaded.input_size, reloaded.model.num_classes) == ("yolox-nano", (416, 416), 80)
+    with torch.no_grad():
+        x = torch.from_numpy(dog_input_416)
+        torch.testing.assert_close(reloaded.model(x), loaded.model(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(("name", "size"), [("yolox-tiny", (416, 416)), ("yolox-s", (320, 256))])
