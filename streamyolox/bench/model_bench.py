@@ -81,19 +81,6 @@ def bench_ort_bare(onnx_path: Path, threads: int, repeats: int, warmup: int) -> 
                                       "threads": threads, "onnx": str(onnx_path)})
 
 
-def fuse_conv_bn(model: Any) -> Any:
-    """Fold every `(conv: Conv2d, bn: BatchNorm2d)` pair held by one module into the conv (eval stats)."""
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    for module in model.modules():
-        conv, bn = getattr(module, "conv", None), getattr(module, "bn", None)
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-            module.conv = fuse_conv_bn_eval(conv.eval(), bn.eval())
-            module.bn = nn.Identity()
-    return model
-
-
 def _torch_forward(model: Any, device: str = "cpu", fp16: bool = False, channels_last: bool = False) -> Forward:
     import torch
 
@@ -118,21 +105,21 @@ class _Backends:
 
         self.cfg = cfg
         self.tmp = tmp
-        self.loaded = load_model(cfg.weights, name=cfg.model, device="cpu")
+        self.loaded = load_model(cfg.weights, name=cfg.model, device="cpu", fuse=False)
 
     def forward(self, backend: str, size: int) -> Forward:
         model = copy.deepcopy(self.loaded.model).eval()
         if backend == "torch-fp32":
             return _torch_forward(model)
         if backend == "torch-cl-fused":
-            return _torch_forward(fuse_conv_bn(model), channels_last=True)
+            return _torch_forward(model.fuse(), channels_last=True)
         if backend == "torch-cuda-fp16":
-            return _torch_forward(fuse_conv_bn(model), device="cuda", fp16=True)
+            return _torch_forward(model.fuse(), device="cuda", fp16=True)
         if backend == "onnxruntime":
             from streamyolox.weights import export_onnx
 
             path = self.tmp / f"{self.cfg.model}-{size}.onnx"
-            export_onnx(fuse_conv_bn(model), path, input_size=(size, size), dynamic_batch=True, decode=False)
+            export_onnx(model.fuse(), path, input_size=(size, size), dynamic_batch=True, decode=False)
             return ort_forward(ort_session(path, self.cfg.threads))
         raise ValueError(f"bench model: unknown backend {backend!r} (expected one of {', '.join(BACKENDS)})")
 

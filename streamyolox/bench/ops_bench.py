@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +29,8 @@ RESOLUTIONS = {"720p": (720, 1280), "1080p": (1080, 1920)}
 @dataclass
 class OpsBenchConfig:
     """`videos`: resolution label -> a video to take a real frame from (a synthetic frame when absent);
-    `bare_onnx`: the official export used for real 416 model outputs; `weights`: for 640 outputs (torch)."""
+    `bare_onnx`: the official export used for real 416 model outputs; `weights`: for 640 outputs (torch);
+    `transport_script`: the runtime's `benchmarks/transport_bench.py` (measures the ipc edge)."""
 
     videos: dict[str, Path | None]
     bare_onnx: Path | None = None
@@ -37,7 +38,9 @@ class OpsBenchConfig:
     model: str = "yolox-nano"
     sizes: Sequence[int] = (416, 640)
     transport_script: Path | None = None
-    transport_frames: int = 200
+    transport_frames: int = 500
+    transport_repeats: int = 3
+    slots: int = 8
     threads: int = 2
     repeats: int = 20
     warmup: int = 3
@@ -132,32 +135,47 @@ def bench_decode_nms(cfg: OpsBenchConfig, frame: np.ndarray, ratio_of: Callable[
 
 
 def load_script(path: Path) -> ModuleType:
-    """Import a benchmark script (not part of the package) by path."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
-    return module
+    """Import a benchmark script (not part of the package) by name from its folder, which joins
+    `sys.path` so that processes it spawns can unpickle its functions too."""
+    folder = str(Path(path).resolve().parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
+    return importlib.import_module(Path(path).stem)
 
 
-def bench_transport(cfg: OpsBenchConfig, frames: dict[str, np.ndarray]) -> list[Result]:
-    """Each edge kind the runtime's transport benchmark offers, per resolution, vs a memcpy of the frame."""
+def _edge_runners(script: Path | None) -> dict[str, Callable[..., dict[str, float]] | str]:
+    """Edge kind -> fps function (frame, n, slots), or the reason it cannot run."""
+    from streamyolox.bench.edges import inproc_fps, tcp_fps
+
+    runners: dict[str, Callable[..., dict[str, float]] | str] = {"inproc": inproc_fps}
+    if script is not None and Path(script).exists():
+        runners["ipc"] = load_script(Path(script)).transport_fps
+    else:
+        runners["ipc"] = f"the runtime's transport benchmark {script} is not in this checkout"
+    runners["tcp"] = tcp_fps
+    return runners
+
+
+def bench_transport(cfg: OpsBenchConfig, frames: dict[str, np.ndarray], log: Callable[[str], None]) -> list[Result]:
+    """Each edge kind per resolution (median of `transport_repeats` runs) vs a memcpy of the frame."""
+    runners = _edge_runners(cfg.transport_script)
     out: list[Result] = []
     for label, frame in frames.items():
         floor = memcpy_floor(frame.nbytes, cfg.repeats, cfg.warmup, f"memcpy {label}")
         out.append(floor)
-        script = cfg.transport_script
-        if script is None or not Path(script).exists():
-            out.append(Result(SUITE, f"transport {label}", skipped=f"transport benchmark not found ({script})"))
-            continue
-        module = load_script(Path(script))
-        for row in module.bench_edges(frame, frames=cfg.transport_frames):
-            params = {"op": "transport", "edge": row["edge"], "source": label, "bytes": frame.nbytes}
-            out.append(Result(SUITE, f"transport {row['edge']} {label}", params=params, fps=row["fps"],
-                              p50_ms=row.get("p50_ms"), p99_ms=row.get("p99_ms"), ref=floor.name,
-                              peak_rss_mb=row.get("peak_rss_mb"), extra=row.get("extra", {})))
+        for kind, runner in runners.items():
+            name = f"transport {kind} {label}"
+            params = {"op": "transport", "edge": kind, "source": label, "bytes": frame.nbytes,
+                      "frames": cfg.transport_frames, "slots": cfg.slots}
+            if isinstance(runner, str):
+                out.append(Result(SUITE, name, params=params, skipped=runner))
+                continue
+            log(f"ops: {name}")
+            runs = [runner(frame, cfg.transport_frames, cfg.slots) for _ in range(cfg.transport_repeats)]
+            fps = sorted(r["fps"] for r in runs)
+            median = fps[len(fps) // 2]
+            out.append(Result(SUITE, name, params=params, fps=median, p50_ms=1e3 / median, ref=floor.name,
+                              extra={"fps_runs": fps, "send_fps": [r.get("send_fps") for r in runs]}))
     return out
 
 
@@ -172,5 +190,5 @@ def run_ops_bench(cfg: OpsBenchConfig, log: Callable[[str], None] = lambda s: No
     frame = frames["720p"]
     results += bench_decode_nms(cfg, frame, lambda s: letterbox_ref(frame, (s, s))[1])
     log("ops: transport")
-    results += bench_transport(cfg, frames)
+    results += bench_transport(cfg, frames, log)
     return results
