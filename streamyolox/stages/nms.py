@@ -36,23 +36,25 @@ class NmsStage(Stage):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"nms.{name}: expected a value in [0, 1], got {value}")
         self._postprocess = postprocess
-        self._postprocess_gpu = None
-        if self.ctx.model is not None and self.ctx.model.device.startswith("cuda"):
-            from streamyolox.ops import postprocess_gpu
-
-            self._postprocess_gpu = postprocess_gpu
         self.class_names = class_names_for(self.ctx.model)
+        self._gpu = None
+        if self.ctx.model is not None and self.ctx.model.device.startswith("cuda"):
+            from streamyolox.ops.gpu_postprocess import PostprocessGPU
+
+            # one instance for the run: it keeps its device buffers between frames
+            self._gpu = PostprocessGPU(cfg.score_threshold, cfg.iou_threshold, cfg.class_agnostic, self.class_names)
 
     def process(self, packet: Packet) -> list[Packet]:
         cfg: NmsConfig = self.config
         if packet.raw is None:
             raise ValueError(f"nms: frame {packet.meta.frame} has no model output (is a yolox stage upstream?)")
-        on_device = not isinstance(packet.raw, np.ndarray) and self._postprocess_gpu is not None
-        fn = self._postprocess_gpu if on_device else self._postprocess
-        dets = fn(
-            packet.raw, packet.ratio, score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold,
-            class_agnostic=cfg.class_agnostic, class_names=self.class_names,
-        )
+        if self._gpu is not None and not isinstance(packet.raw, np.ndarray):
+            dets = self._gpu(packet.raw, packet.ratio)
+        else:
+            dets = self._postprocess(
+                packet.raw, packet.ratio, score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold,
+                class_agnostic=cfg.class_agnostic, class_names=self.class_names,
+            )
         if cfg.classes is not None:
             dets = dets[np.isin(dets.class_ids, cfg.classes)]
         packet.detections = dets
