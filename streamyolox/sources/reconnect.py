@@ -79,7 +79,7 @@ def reconnecting_frames(spec: SourceSpec, opts: AvOptions, policy: RetryPolicy,
                 reader.open()
             except SourceError as exc:
                 reader, last_error, failures = None, str(exc), failures + 1
-                hooks.log.warning("connect attempt failed: %s", exc)
+                hooks.log.warning("connect attempt failed: %s", last_error)
                 continue
         last_frame_at: float | None = None
         try:
@@ -92,11 +92,13 @@ def reconnecting_frames(spec: SourceSpec, opts: AvOptions, policy: RetryPolicy,
                 if hooks.should_stop():
                     return
         except StreamLost as exc:
+            # Log the text, never the exception: a handler that keeps records (pytest's, a memory handler)
+            # would keep its traceback, and with it the decoder and the last frames, alive.
             last_error = str(exc)
             if exc.cause == "ended" and not policy.reconnect:
-                hooks.log.info("%s", exc)
+                hooks.log.info("%s", last_error)
                 return
-            hooks.log.warning("connection lost: %s", exc)
+            hooks.log.warning("connection lost: %s", last_error)
             hooks.count("stalls" if exc.cause == "stalled" else "disconnects", 1)
         finally:
             reader.close()
