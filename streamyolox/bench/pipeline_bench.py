@@ -36,27 +36,47 @@ class PipelineBenchConfig:
 
 @dataclass
 class RunSample:
-    """One `streamyolox run`: wall time, peak RSS of the tree (total and per process), its metrics."""
+    """One `streamyolox run`: wall time, peak RSS of the tree (total and per process), its metrics summary,
+    and the capture times of the frames the JSON sinks wrote (for the steady-state rate)."""
 
     wall_s: float
     peak_rss_mb: float
+    peak_pss_mb: float
     rss_by_process: dict[str, float]
     metrics: dict[str, Any]
+    capture_times: list[float] = field(default_factory=list)
+
+
+def json_sink_overrides(cfg: PipelineBenchConfig, workdir: Path) -> dict[str, Path]:
+    """Every `json` sink of the pipeline whose path is not `-`: stage id -> the file it writes (sent to
+    `workdir` unless an override already sets it)."""
+    from streamyolox.graph.validate import load_pipeline
+
+    spec = load_pipeline(cfg.file, list(cfg.overrides))
+    sinks: dict[str, Path] = {}
+    for sid, stage in spec.stages.items():
+        path = getattr(stage.options, "path", None)
+        if stage.kind != "json" or path in (None, "-"):
+            continue
+        user_set = any(o.startswith(f"stages.{sid}.path=") for o in cfg.overrides)
+        sinks[sid] = Path(path) if user_set else workdir / f"{sid}.jsonl"
+    return sinks
 
 
 def run_once(cfg: PipelineBenchConfig, workdir: Path) -> RunSample:
     """Run the pipeline to its end; raise RuntimeError naming the file and the tail of stderr on failure."""
     metrics_path = workdir / "metrics.json"
     metrics_path.unlink(missing_ok=True)
+    sinks = json_sink_overrides(cfg, workdir)
     cmd = [sys.executable, "-m", "streamyolox", "run", str(cfg.file), "--metrics-json", str(metrics_path)]
-    for item in cfg.overrides:
+    for item in [*cfg.overrides, *(f"stages.{sid}.path={p}" for sid, p in sinks.items())]:
         cmd += ["--set", item]
     err_path = workdir / "stderr.log"
     with err_path.open("wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
         try:
-            with RssSampler(proc.pid, interval_s=0.02) as rss:
+            with RssSampler(proc.pid, interval_s=0.05, pss=True) as rss:
                 rc = proc.wait(timeout=cfg.timeout_s)
         except subprocess.TimeoutExpired:
             proc.terminate()  # SIGTERM: the runtime stops its stages and cleans up
@@ -66,38 +86,49 @@ def run_once(cfg: PipelineBenchConfig, workdir: Path) -> RunSample:
     if rc != 0 or not metrics_path.exists():
         tail = err_path.read_text(errors="replace").strip().splitlines()[-3:]
         raise RuntimeError(f"bench pipeline: `streamyolox run {cfg.file}` exited {rc}: {' | '.join(tail)}")
-    return RunSample(wall, rss.peak_total_mb, dict(rss.peak_by_process), json.loads(metrics_path.read_text()))
+    times = [json.loads(line)["time"] for p in sinks.values() if p.exists()
+             for line in p.read_text().splitlines() if line.strip()]
+    return RunSample(wall, rss.peak_total_mb, rss.peak_pss_mb, dict(rss.peak_by_process),
+                     json.loads(metrics_path.read_text()), sorted(times))
 
 
-def _stages(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    stages = metrics.get("stages", {})
-    if isinstance(stages, list):
-        return {s.get("id", str(i)): s for i, s in enumerate(stages)}
-    return dict(stages)
+def steady_fps(capture_times: Sequence[float], skip: float = 0.25) -> float | None:
+    """Frames/s in steady state: the rate at which frames were captured after the first `skip` fraction.
+
+    With `block` edges the source runs at most a queue ahead of the sink, so once the pipeline has filled
+    (the skipped part, which also hides start-up) capture rate = output rate.
+    """
+    k = int(len(capture_times) * skip)
+    tail = capture_times[k:]
+    if len(tail) < 2 or tail[-1] <= tail[0]:
+        return None
+    return (len(tail) - 1) / (tail[-1] - tail[0])
 
 
 def summarize(sample: RunSample, name: str) -> list[Result]:
     """One row for the pipeline (frames/s, frame age at the sinks) and one per stage (busy time)."""
     m = sample.metrics
-    stages = _stages(m)
-    sinks = [s for s in stages.values() if s.get("sink") or s.get("is_sink")] or list(stages.values())[-1:]
-    frames = int(m.get("frames") or max((s.get("frames_out", s.get("frames", 0)) for s in sinks), default=0))
-    elapsed = float(m.get("elapsed_s") or m.get("duration_s") or sample.wall_s)
-    age = (sinks[0].get("age_ms") or {}) if sinks else {}
+    stages = {s["stage"]: s for s in m["stages"]}
+    consumed = {i for s in stages.values() for i in s.get("inputs", ())}
+    sinks = [s for sid, s in stages.items() if sid not in consumed and s.get("kind") in ("json", "mp4", "zmq")]
+    sink = sinks[0] if sinks else list(stages.values())[-1]
+    frames, elapsed = int(sink["frames_in"]), float(m["elapsed_s"])
+    age_ms = {k: (v * 1e3 if v is not None else None) for k, v in sink["age_s"].items()}
+    steady = steady_fps(sample.capture_times)
     extra = {"frames": frames, "elapsed_s": elapsed, "wall_s": sample.wall_s,
-             "wall_fps": frames / sample.wall_s if sample.wall_s else None,
-             "rss_by_process_mb": sample.rss_by_process,
-             "busy_s": {sid: s.get("busy_s") for sid, s in stages.items()}}
-    rows = [Result(SUITE, name, params={"file": name}, fps=frames / elapsed if elapsed else None,
-                   p50_ms=age.get("p50"), p95_ms=age.get("p95"), p99_ms=age.get("p99"),
-                   peak_rss_mb=sample.peak_rss_mb, extra=extra)]
+             "fps_with_startup": frames / elapsed if elapsed else None, "steady_fps": steady,
+             "peak_pss_mb": sample.peak_pss_mb, "rss_by_process_mb": sample.rss_by_process,
+             "busy_s": {sid: s["busy_s"] for sid, s in stages.items()},
+             "dropped": {sid: s["dropped"] for sid, s in stages.items()}}
+    rows = [Result(SUITE, name, params={"file": name, "sink": sink["stage"]},
+                   fps=steady or extra["fps_with_startup"], p50_ms=age_ms["p50"], p95_ms=age_ms["p95"],
+                   p99_ms=age_ms["p99"], peak_rss_mb=sample.peak_rss_mb, extra=extra)]
     for sid, s in stages.items():
-        busy = s.get("busy_s")
-        n = s.get("frames_in") or s.get("frames") or frames
-        if busy:
-            rows.append(Result(SUITE, f"{name} stage {sid}", params={"stage": sid, "kind": s.get("kind")},
-                               fps=n / busy if busy else None, p50_ms=1e3 * busy / n if n else None,
-                               extra={"busy_s": busy, "busy_fraction": busy / elapsed if elapsed else None}))
+        n, busy = max(s["frames_in"], s["frames_out"]), s["busy_s"]
+        if busy > 0 and n > 0:  # per-stage capacity: frames it could pass per second of its own work
+            rows.append(Result(SUITE, f"{name} stage {sid}", params={"stage": sid, "kind": s["kind"]},
+                               fps=n / busy, p50_ms=1e3 * busy / n,
+                               extra={"busy_s": busy, "busy_pct": s["busy_pct"], "frames": n}))
     return rows
 
 
@@ -112,5 +143,6 @@ def run_pipeline_bench(cfg: PipelineBenchConfig, log: Callable[[str], None] = la
     fps = [r[0].fps or 0.0 for r in runs]
     chosen = runs[int(np.argsort(fps)[len(fps) // 2])]
     chosen[0].peak_rss_mb = max(r[0].peak_rss_mb or 0.0 for r in runs)
+    chosen[0].extra["peak_pss_mb"] = max(r[0].extra["peak_pss_mb"] for r in runs)
     chosen[0].extra["fps_runs"] = fps
     return chosen
