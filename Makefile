@@ -9,7 +9,7 @@ ifneq ($(wildcard ../shared/weights/yolox_nano.pth),)
 export STREAMYOLOX_WEIGHTS_DIR ?= $(abspath ../shared/weights)
 endif
 
-.PHONY: venv install demo test lint clean
+.PHONY: venv install demo test lint clean bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,9 @@ demo: install
 test: install
 	$(BIN)/ruff check streamyolox trainer tests benchmarks examples scripts
 	$(BIN)/python -m pytest -q -rs tests
+
+bench: install  # side-by-side CPU benchmark -> benchmarks/results/, benchmarks/README.md
+	PY=$(BIN)/python benchmarks/run_all.sh
 
 lint: install
 	$(BIN)/ruff check .

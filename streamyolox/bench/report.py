@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +36,95 @@ def results_table(results: Sequence[Result], title: str = "streamyolox bench") -
     return table
 
 
+def _find(results: Sequence[Result], suite: str, pred: Callable[[Result], bool]) -> Result | None:
+    return next((r for r in results if r.suite == suite and r.fps and pred(r)), None)
+
+
+def check_targets(results: Sequence[Result]) -> list[dict[str, Any]]:
+    """The issue's targets, from whichever rows this run has: each {target, value, goal, met}."""
+    pipe = _find(results, "pipeline", lambda r: "sink" in r.params)
+    ort = _find(results, "model", lambda r: r.params.get("backend") == "ort-bare")
+    demo = _find(results, "pipeline", lambda r: r.name == "official-demo")
+    ipc = _find(results, "ops", lambda r: r.name == "transport ipc 1080p")
+    out: list[dict[str, Any]] = []
+
+    def add(target: str, value: float, goal: str, met: bool) -> None:
+        out.append({"target": target, "value": round(value, 3), "goal": goal, "met": bool(met)})
+
+    if pipe and ort:
+        add("pipeline fps / onnxruntime bare b1 fps", pipe.fps / ort.fps, ">= 0.75", pipe.fps >= 0.75 * ort.fps)
+    if pipe and demo:
+        add("pipeline fps / official demo fps", pipe.fps / demo.fps, ">= 4", pipe.fps >= 4 * demo.fps)
+    if ipc:
+        add("1080p over a process edge (ipc), frames/s", ipc.fps, ">= 1000", ipc.fps >= 1000)
+        if ipc.ratio:
+            add("ipc 1080p fps / memcpy fps", ipc.ratio, ">= 0.5 (within 2x)", ipc.ratio >= 0.5)
+    if pipe and pipe.peak_rss_mb:
+        add("pipeline peak RSS, all processes (MB)", pipe.peak_rss_mb, "< 1536", pipe.peak_rss_mb < 1536)
+        pss = pipe.extra.get("peak_pss_mb")
+        if pss:
+            add("pipeline peak PSS, all processes (MB)", pss, "< 1536", pss < 1536)
+    return out
+
+
+def targets_table(targets: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title="targets")
+    for col in ("target", "value", "goal", "met"):
+        table.add_column(col)
+    for t in targets:
+        table.add_row(t["target"], f"{t['value']:,.2f}", t["goal"], "[green]yes[/green]" if t["met"] else "[red]no[/red]")
+    return table
+
+
 def print_results(results: Sequence[Result], console: Console | None = None) -> None:
     if console is None:  # not a terminal (CI logs, pipes): wide enough to keep every row on one line
         console = Console() if sys.stdout.isatty() else Console(width=160)
     console.print(results_table(results))
+    targets = check_targets(results)
+    if targets:
+        console.print(targets_table(targets))
 
 
 def to_document(results: Sequence[Result], machine: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """The `--json` document: schema tag, machine info, the settings used and every result row."""
+    """The `--json` document: schema tag, machine info, the settings used, every result row, the targets."""
     return {"schema": SCHEMA, "machine": machine, "settings": settings,
-            "results": [r.to_json() for r in results]}
+            "results": [r.to_json() for r in results], "targets": check_targets(results)}
+
+
+def markdown(document: dict[str, Any]) -> str:
+    """The results section of `benchmarks/README.md`: machine, commit, targets and every measured row."""
+    m = document["machine"]
+    lines = [f"Measured {m['date']} at commit `{m['commit']}` on {m['cpu_model']} "
+             f"({m['cores_usable']} usable cores, {m['memory_gb']} GB), GPU: {m['gpu'] or 'none'}; "
+             f"torch {m['versions'].get('torch')}, onnxruntime {m['versions'].get('onnxruntime')}.", ""]
+    if document.get("targets"):
+        lines += ["| target | value | goal | met |", "| --- | ---: | --- | --- |"]
+        lines += [f"| {t['target']} | {t['value']:,.2f} | {t['goal']} | {'yes' if t['met'] else '**no**'} |"
+                  for t in document["targets"]]
+        lines.append("")
+    lines += ["| suite | case | frames/s | p50 ms | p99 ms | peak RSS MB | vs |",
+              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    for r in (Result(**row) for row in document["results"]):
+        if r.skipped:
+            lines.append(f"| {r.suite} | {r.name} | skipped | | | | {r.skipped} |")
+            continue
+        vs = f"{r.ratio:.2f}x {r.ref}" if r.ratio is not None else ""
+        lines.append(f"| {r.suite} | {r.name} | {_num(r.fps)} | {_num(r.p50_ms, '{:.2f}')} | "
+                     f"{_num(r.p99_ms, '{:.2f}')} | {_num(r.peak_rss_mb, '{:,.0f}')} | {vs} |")
+    return "\n".join(lines) + "\n"
+
+
+MARK_START, MARK_END = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
+
+
+def update_markdown(path: Path, document: dict[str, Any]) -> None:
+    """Replace the text between the bench-results markers of `path` with `markdown(document)`."""
+    text = path.read_text()
+    if MARK_START not in text or MARK_END not in text:
+        raise ValueError(f"{path}: no {MARK_START} ... {MARK_END} section to fill")
+    head, rest = text.split(MARK_START, 1)
+    tail = rest.split(MARK_END, 1)[1]
+    path.write_text(f"{head}{MARK_START}\n{markdown(document)}{MARK_END}{tail}")
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:

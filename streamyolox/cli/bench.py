@@ -43,6 +43,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="yolox-nano", help="zoo name (default yolox-nano)")
     p.add_argument("--weights", help="checkpoint or zoo name (default: ../shared/weights/yolox_nano.pth)")
     p.add_argument("--bare-onnx", type=Path, help="baseline ONNX (default: ../shared/weights/yolox_nano.onnx)")
+    p.add_argument("--markdown", type=Path, metavar="MD",
+                   help="fill the bench-results section of this file (e.g. benchmarks/README.md)")
     p.add_argument("--include", type=Path, action="append", default=[], metavar="JSON",
                    help="merge result rows of another bench JSON (e.g. the official demo baseline)")
 
@@ -129,9 +131,11 @@ def run(args: argparse.Namespace) -> int:
     from streamyolox.bench.harness import link_refs
     from streamyolox.bench.machine import machine_info
 
-    if getattr(args, "file", None) is not None and not args.file.exists():
-        print(f"streamyolox bench: pipeline file {args.file} not found", file=sys.stderr)
-        return 2
+    for path, what in ((getattr(args, "file", None), "pipeline file"), *((p, "--include file") for p in args.include),
+                       (args.markdown, "--markdown file")):
+        if path is not None and not path.exists():
+            print(f"streamyolox bench: {what} {path} not found", file=sys.stderr)
+            return 2
     _defaults(args)
     console = Console(stderr=True)
     log = lambda msg: console.log(msg)  # noqa: E731
@@ -148,8 +152,11 @@ def run(args: argparse.Namespace) -> int:
     report.print_results(results)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     settings["include"] = [str(p) for p in args.include]
+    document = report.to_document(results, machine_info(), settings)
     if args.json:
-        report.write_json(args.json, report.to_document(results, machine_info(), settings))
+        report.write_json(args.json, document)
+    if args.markdown:
+        report.update_markdown(args.markdown, document)
     if args.plot:
         report.plot(results, args.plot)
     return 0
