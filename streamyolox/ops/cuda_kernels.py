@@ -12,6 +12,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+if not hasattr(np, "row_stack"):
+    # numba-cuda 0.30 registers an overload for np.row_stack, which NumPy 2.5 removed: its lowering module
+    # then fails to import at the first kernel compile (seen on the lent H200: numba-cuda 0.30.4, NumPy 2.5.2).
+    np.row_stack = np.vstack  # type: ignore[attr-defined]
+
 from numba import config, cuda, float32, uint64
 
 BLOCK = 64  # boxes per mask word: one uint64 bit per box
