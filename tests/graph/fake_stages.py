@@ -57,6 +57,7 @@ class PassConfig(StageConfig):
     batch: int = 1
     wait_ms: float = 20.0
     threads: int | None = None
+    pid_file: str | None = None  # written on open, so a test can kill this stage's process
 
 
 class Passthrough(Stage):
@@ -70,6 +71,11 @@ class Passthrough(Stage):
         super().__init__(config, ctx)
         self.max_batch = config.batch
         self.max_wait_ms = config.wait_ms
+
+    def open(self) -> None:
+        if self.config.pid_file:
+            with open(self.config.pid_file, "a", encoding="utf-8") as f:
+                f.write(f"{os.getpid()}\n")
 
     def process(self, packet: Packet) -> list[Packet]:
         cfg: PassConfig = self.config

@@ -1,0 +1,108 @@
+"""What a run shows: a rich live table on a terminal, plain periodic log lines otherwise, a summary table
+at the end, `--metrics-json`, and the optional HTTP endpoint (Prometheus `/metrics`, JSON `/health`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from streamyolox.graph.metrics import MetricsBoard
+from streamyolox.graph.spec import PipelineSpec
+
+log = logging.getLogger("streamyolox.run")
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1000:.0f}"
+
+
+def metrics_table(rows: list[dict[str, Any]], title: str) -> Table:
+    """One row per stage: state, frames, fps, busy %, frame age p50/p95/p99 (ms), queue, drops, restarts."""
+    table = Table(title=title, title_justify="left")
+    for col in ("stage", "state", "frames", "fps", "busy %", "age p50", "p95", "p99", "queue", "dropped",
+                "restarts", "counters"):
+        table.add_column(col, justify="left" if col in ("stage", "state", "counters") else "right")
+    for r in rows:
+        age = r["age_s"]
+        counters = ", ".join(f"{k}={v:g}" for k, v in r["counters"].items())
+        table.add_row(r["stage"], r["state"], str(max(r["frames_in"], r["frames_out"])), f"{r['fps']:.1f}",
+                      f"{r['busy_pct']:.0f}", _ms(age["p50"]), _ms(age["p95"]), _ms(age["p99"]),
+                      str(sum(r["queue"].values())), str(r["dropped"]), str(r["restarts"]), counters)
+    return table
+
+
+def log_line(rows: list[dict[str, Any]]) -> str:
+    """`decode 30.1fps age50=12ms q=0 | nms 29.8fps age50=95ms q=2 drop=3 | ...`"""
+    parts = []
+    for r in rows:
+        s = f"{r['stage']} {r['state']} {max(r['frames_in'], r['frames_out'])}f {r['fps']:.1f}fps " \
+            f"age50={_ms(r['age_s']['p50'])}ms q={sum(r['queue'].values())}"
+        if r["dropped"]:
+            s += f" drop={r['dropped']}"
+        if r["restarts"]:
+            s += f" restarts={r['restarts']}"
+        parts.append(s)
+    return " | ".join(parts)
+
+
+class Reporter:
+    """Drives the live view, the log lines, the HTTP endpoint and the final outputs of one run."""
+
+    def __init__(self, board: MetricsBoard, spec: PipelineSpec, options: Any) -> None:
+        self.board = board
+        self.spec = spec
+        self.options = options
+        self.interval = options.log_interval_s or spec.metrics.interval_s
+        self.console = Console(file=sys.stderr)
+        if not self.console.is_terminal:  # logs and CI: wide enough for every column
+            self.console = Console(file=sys.stderr, width=160)
+        self.live: Live | None = None
+        self.server: Any = None
+        self.next_at = time.monotonic() + self.interval
+
+    def start(self) -> None:
+        port = self.options.http_port if self.options.http_port is not None else self.spec.metrics.http_port
+        if port is not None:
+            from streamyolox.graph.exporter import serve
+
+            self.server = serve(self.board, port, self.spec.name)
+            log.info("metrics on http://0.0.0.0:%d/metrics, health on /health", self.server.server_port)
+        if self.options.dashboard:
+            self.live = Live(metrics_table(self.board.rows(), self.spec.name), console=self.console,
+                             refresh_per_second=4, transient=True)
+            self.live.start()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.live is not None:
+            if now >= self.next_at - self.interval + 0.25:
+                self.live.update(metrics_table(self.board.rows(), self.spec.name))
+        elif now >= self.next_at:
+            log.info("%s", log_line(self.board.rows()))
+        if now >= self.next_at:
+            self.next_at = now + self.interval
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """The summary table on stderr and the JSON file, when asked for."""
+        title = f"{self.spec.name}: {summary['elapsed_s']:.1f} s, exit {summary['exit_code']}"
+        self.console.print(metrics_table(summary["stages"], title))
+        path = self.options.metrics_json or self.spec.metrics.json
+        if path:
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(summary, f, indent=1)

@@ -1,0 +1,88 @@
+"""HTTP endpoint of a run: Prometheus text at `/metrics` (prometheus_client), stage states at `/health`."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from streamyolox.graph.metrics import MetricsBoard
+
+HEALTHY = ("starting", "opening", "running", "done")
+
+
+class BoardCollector(Collector):
+    """Reads the board at scrape time (no second copy of the numbers)."""
+
+    def __init__(self, board: MetricsBoard, pipeline: str) -> None:
+        self.board = board
+        self.pipeline = pipeline
+
+    def collect(self) -> Iterator[object]:
+        rows = self.board.rows()
+        labels = ["pipeline", "stage"]
+        frames = CounterMetricFamily("streamyolox_stage_frames", "packets processed by the stage", labels=labels)
+        busy = CounterMetricFamily("streamyolox_stage_busy_seconds", "time spent in process()", labels=labels)
+        fps = GaugeMetricFamily("streamyolox_stage_fps", "recent frames per second", labels=labels)
+        age = GaugeMetricFamily("streamyolox_stage_frame_age_seconds", "frame age after the stage (recent)",
+                                labels=[*labels, "quantile"])
+        queue = GaugeMetricFamily("streamyolox_edge_queue_depth", "queued packets per input edge",
+                                  labels=[*labels, "input"])
+        dropped = CounterMetricFamily("streamyolox_stage_dropped_frames", "frames dropped by drop_oldest",
+                                      labels=labels)
+        restarts = CounterMetricFamily("streamyolox_stage_restarts", "process restarts", labels=labels)
+        up = GaugeMetricFamily("streamyolox_stage_up", "1 while the stage is healthy", labels=labels)
+        custom = GaugeMetricFamily("streamyolox_stage_counter", "ctx.count() values", labels=[*labels, "name"])
+        for r in rows:
+            key = [self.pipeline, r["stage"]]
+            frames.add_metric(key, r["frames_in"] or r["frames_out"])
+            busy.add_metric(key, r["busy_s"])
+            fps.add_metric(key, r["fps"])
+            for q, v in r["age_s"].items():
+                if v is not None:
+                    age.add_metric([*key, {"p50": "0.5", "p95": "0.95", "p99": "0.99"}[q]], v)
+            for src, depth in r["queue"].items():
+                queue.add_metric([*key, src], depth)
+            dropped.add_metric(key, r["dropped"])
+            restarts.add_metric(key, r["restarts"])
+            up.add_metric(key, 1.0 if r["state"] in HEALTHY else 0.0)
+            for name, v in r["counters"].items():
+                custom.add_metric([*key, name], v)
+        yield from (frames, busy, fps, age, queue, dropped, restarts, up, custom)
+
+
+def serve(board: MetricsBoard, port: int, pipeline: str, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    """Start the endpoint in a daemon thread (port 0 picks a free one: see `server.server_port`)."""
+    registry = CollectorRegistry()
+    registry.register(BoardCollector(board, pipeline))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                body, ctype, code = generate_latest(registry), "text/plain; version=0.0.4", 200
+            elif self.path.startswith("/health"):
+                rows = board.rows()
+                ok = all(r["state"] in HEALTHY for r in rows)
+                doc = {"pipeline": pipeline, "status": "ok" if ok else "failing",
+                       "stages": {r["stage"]: {"state": r["state"], "error": r["error"],
+                                               "restarts": r["restarts"]} for r in rows}}
+                body, ctype, code = json.dumps(doc).encode(), "application/json", 200 if ok else 503
+            else:
+                body, ctype, code = b"not found\n", "text/plain", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:  # keep the dashboard clean
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="streamyolox-http", daemon=True).start()
+    return server

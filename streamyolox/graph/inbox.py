@@ -1,0 +1,241 @@
+"""Consumer side of edges: each stage's bounded `Inbox`, fed by the process's `Receiver` thread (socket
+edges) or directly by an `InprocOutlet` (edges inside a worker).
+
+The receiver drains sockets continuously, so a `drop_oldest` edge discards stale packets (returning their
+slots) even while the stage is busy: the producer never waits long and frame age stays bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import zmq
+
+from streamyolox.graph.transport import (
+    POLL_MS,
+    Aborted,
+    EdgeInfo,
+    Outlet,
+    SegmentCache,
+    decode_message,
+    wake_pipe,
+)
+from streamyolox.stages.packet import Packet
+
+log = logging.getLogger("streamyolox.graph")
+
+
+class EndOfInput(Exception):
+    """Every input edge has ended and nothing is queued."""
+
+
+def _noop() -> None:
+    return None
+
+
+@dataclass
+class Item:
+    """A received packet; `release()` hands its slot back (call it once the packet is no longer needed)."""
+
+    edge: int
+    packet: Packet
+    release: Callable[[], None] = _noop
+
+
+class Inbox:
+    """Input queue of one stage, merged over its input edges (arrival order), bounded per edge."""
+
+    def __init__(self, edges: list[EdgeInfo]) -> None:
+        self.edges = {e.index: e for e in edges}
+        self.cond = threading.Condition()
+        self.items: deque[Item] = deque()
+        self.count = {e.index: 0 for e in edges}
+        self.dropped = {e.index: 0 for e in edges}
+        self.ended: set[int] = set()
+
+    def put(self, item: Item, abort: Callable[[], bool] = lambda: False) -> None:
+        """Queue `item`; under `drop_oldest` evict this edge's oldest queued packet when full. An inproc
+        producer on a `block` edge waits for room; socket edges are bounded by their credits instead."""
+        edge = self.edges[item.edge]
+        with self.cond:
+            if edge.policy == "drop_oldest":
+                while self.count[item.edge] >= edge.queue:
+                    self._drop_oldest(item.edge)
+            elif edge.kind == "inproc":
+                while self.count[item.edge] >= edge.queue:
+                    if abort():
+                        raise Aborted
+                    self.cond.wait(POLL_MS / 1000)
+            self.items.append(item)
+            self.count[item.edge] += 1
+            self.cond.notify_all()
+
+    def _drop_oldest(self, edge: int) -> None:
+        for i, old in enumerate(self.items):
+            if old.edge == edge:
+                del self.items[i]
+                self.count[edge] -= 1
+                self.dropped[edge] += 1
+                old.release()
+                return
+
+    def end(self, edge: int) -> None:
+        with self.cond:
+            self.ended.add(edge)
+            self.cond.notify_all()
+
+    def get_batch(self, max_n: int, max_wait_s: float, abort: Callable[[], bool]) -> list[Item]:
+        """Up to `max_n` items: the first as soon as one is queued, more until `max_wait_s` has passed.
+        Raises `EndOfInput` once all inputs ended and the queue is empty, `Aborted` on abort."""
+        with self.cond:
+            while not self.items:
+                if len(self.ended) == len(self.edges):
+                    raise EndOfInput
+                if abort():
+                    raise Aborted
+                self.cond.wait(POLL_MS / 1000)
+            batch = [self._pop()]
+            deadline = time.monotonic() + max_wait_s
+            while len(batch) < max_n:
+                if self.items:
+                    batch.append(self._pop())
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or len(self.ended) == len(self.edges) or abort():
+                    break
+                self.cond.wait(remaining)
+            self.cond.notify_all()  # room for blocked inproc producers
+            return batch
+
+    def _pop(self) -> Item:
+        item = self.items.popleft()
+        self.count[item.edge] -= 1
+        return item
+
+    def depths(self) -> dict[int, int]:
+        with self.cond:
+            return dict(self.count)
+
+
+class InprocOutlet(Outlet):
+    """Producer end of an edge inside one worker process: hands over the packet object itself."""
+
+    def __init__(self, edge: EdgeInfo, inbox: Inbox) -> None:
+        self.edge = edge
+        self.inbox = inbox
+
+    def send(self, packet: Packet, abort: Callable[[], bool],
+             release: Callable[[], None] | None = None) -> None:
+        """`release` runs when the consumer is done (it frees the upstream slots the packet points into)."""
+        try:
+            self.inbox.put(Item(self.edge.index, packet, release or _noop), abort)
+        except Aborted:
+            (release or _noop)()
+            raise
+
+    def send_eos(self) -> None:
+        self.inbox.end(self.edge.index)
+
+
+class Receiver(threading.Thread):
+    """Owns the bound sockets of a process's socket input edges; decodes, queues, returns credits."""
+
+    def __init__(self, context: zmq.Context, edges: list[EdgeInfo], inboxes: dict[int, Inbox],
+                 incarnation: int = 0) -> None:
+        super().__init__(name="streamyolox-receiver", daemon=True)
+        self.edges = {e.index: e for e in edges}
+        self.inboxes = inboxes
+        self.incarnation = incarnation
+        self.socks: dict[int, zmq.Socket] = {}
+        for e in edges:
+            sock = context.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.RCVHWM, e.slots + 4)
+            sock.bind(e.address)
+            self.socks[e.index] = sock
+        self.caches = {e.index: SegmentCache() for e in edges}
+        self.pending: deque[tuple[int, bytes]] = deque()
+        self.wake_r, self.wake_w = wake_pipe()
+        self.stopping = threading.Event()
+        self.ident_io: int | None = None
+
+    def release_fn(self, edge: int, producer_inc: int, slot: int) -> Callable[[], None]:
+        done = [False]
+
+        def release() -> None:
+            if done[0]:
+                return
+            done[0] = True
+            self.pending.append((edge, pickle.dumps(("C", producer_inc, slot))))
+            if threading.get_ident() != self.ident_io:
+                try:
+                    os.write(self.wake_w, b"x")
+                except BlockingIOError:
+                    pass  # the pipe is full: the receiver is awake anyway
+
+        return release
+
+    def run(self) -> None:
+        self.ident_io = threading.get_ident()
+        poller = zmq.Poller()
+        for sock in self.socks.values():
+            poller.register(sock, zmq.POLLIN)
+        poller.register(self.wake_r, zmq.POLLIN)
+        by_sock = {sock: idx for idx, sock in self.socks.items()}
+        while not self.stopping.is_set():
+            events = dict(poller.poll(POLL_MS))
+            if self.wake_r in events:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_r, 65536)
+            for sock, idx in by_sock.items():
+                if sock in events:
+                    self._drain(idx, sock)
+            self._flush()
+
+    def _flush(self) -> None:
+        while self.pending:
+            idx, msg = self.pending.popleft()
+            try:
+                self.socks[idx].send(msg, zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # the producer is gone; its credits no longer matter
+
+    def _drain(self, idx: int, sock: zmq.Socket) -> None:
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                msg, packet = decode_message(frames, self.caches[idx])
+            except FileNotFoundError as exc:  # the producer's run is over and its slots swept
+                log.warning("edge %s: dropped a packet whose slot is gone: %s", idx, exc)
+                continue
+            if msg[0] == "E":
+                self.inboxes[idx].end(idx)
+            elif msg[0] == "D" and msg[1] != self.incarnation:
+                sock.send(pickle.dumps(("H", self.incarnation)), zmq.NOBLOCK)
+            elif packet is not None:
+                self.inboxes[idx].put(Item(idx, packet, self.release_fn(idx, msg[2], msg[3])))
+                self._flush()  # credits of packets dropped just now
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with contextlib.suppress(BlockingIOError):
+            os.write(self.wake_w, b"x")
+        if self.is_alive():
+            self.join(2)
+        for sock in self.socks.values():
+            sock.close(linger=0)
+        for cache in self.caches.values():
+            cache.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)

@@ -1,0 +1,144 @@
+"""Per-stage metrics: counted in the stage's process (`StageMetrics`), reported to the runner over a
+ZeroMQ PUSH/PULL side channel, aggregated there (`MetricsBoard`) for the dashboard, logs, JSON and
+Prometheus.
+
+Frame age = now - `packet.meta.time` (the capture time) when the stage has finished with the packet.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+AGE_WINDOW = 4096  # recent ages kept per stage for live percentiles
+AGE_RESERVOIR = 50_000  # ages kept for the final summary
+
+
+class StageMetrics:
+    """Counters of one stage, updated by its thread, snapshotted by its process's main thread."""
+
+    def __init__(self, stage_id: str) -> None:
+        self.stage_id = stage_id
+        self.lock = threading.Lock()
+        self.frames_in = 0
+        self.frames_out = 0
+        self.busy_s = 0.0
+        self.ages: list[float] = []
+        self.state = "starting"
+
+    def record(self, n_in: int, n_out: int, busy_s: float, capture_times: list[float]) -> None:
+        now = time.time()
+        with self.lock:
+            self.frames_in += n_in
+            self.frames_out += n_out
+            self.busy_s += busy_s
+            if len(self.ages) < AGE_WINDOW:
+                self.ages.extend(now - t for t in capture_times if t > 0)
+
+    def snapshot(self, counters: dict[str, float], depths: dict[str, int], drops: dict[str, int]) -> dict:
+        """Cumulative counts plus the ages recorded since the last snapshot."""
+        with self.lock:
+            ages, self.ages = self.ages, []
+            return {"stage": self.stage_id, "state": self.state, "frames_in": self.frames_in,
+                    "frames_out": self.frames_out, "busy_s": self.busy_s, "ages": ages,
+                    "counters": dict(counters), "queue": depths, "dropped": drops, "time": time.time()}
+
+
+@dataclass
+class StageStats:
+    """What the runner knows about one stage."""
+
+    stage: str
+    kind: str = ""
+    state: str = "starting"
+    frames_in: int = 0
+    frames_out: int = 0
+    busy_s: float = 0.0
+    fps: float = 0.0
+    restarts: int = 0
+    queue: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, float] = field(default_factory=dict)
+    recent: deque = field(default_factory=lambda: deque(maxlen=AGE_WINDOW))
+    reservoir: list[float] = field(default_factory=list)
+    first_time: float | None = None
+    last_time: float | None = None
+    error: str | None = None
+    # frames of earlier incarnations, so counts survive a restart
+    base_in: int = 0
+    base_out: int = 0
+
+    def percentiles(self, recent: bool = True) -> dict[str, float | None]:
+        data = list(self.recent) if recent else self.reservoir
+        if not data:
+            return {"p50": None, "p95": None, "p99": None}
+        p = np.percentile(np.asarray(data), [50, 95, 99])
+        return {"p50": float(p[0]), "p95": float(p[1]), "p99": float(p[2])}
+
+
+class MetricsBoard:
+    """Aggregates the reports of every stage (thread-safe: the HTTP server reads it)."""
+
+    def __init__(self, kinds: dict[str, str]) -> None:
+        self.lock = threading.Lock()
+        self.started = time.time()
+        self.stats = {sid: StageStats(sid, kind) for sid, kind in kinds.items()}
+
+    def update(self, snap: dict[str, Any]) -> None:
+        with self.lock:
+            st = self.stats.get(snap["stage"])
+            if st is None:
+                return
+            now = snap["time"]
+            frames_out = st.base_out + snap["frames_out"]
+            if st.last_time is not None and now > st.last_time:
+                inst = (frames_out - st.frames_out) / (now - st.last_time)
+                st.fps = inst if st.fps == 0 else 0.5 * st.fps + 0.5 * inst  # smoothed
+            st.first_time = st.first_time or now
+            st.last_time = now
+            st.frames_in, st.frames_out = st.base_in + snap["frames_in"], frames_out
+            st.busy_s = snap["busy_s"]
+            st.state = snap["state"] if st.state not in ("failed", "died") else st.state
+            st.queue, st.counters = snap["queue"], snap["counters"]
+            st.dropped = {k: st.dropped.get(k, 0) if v < st.dropped.get(k, 0) else v
+                          for k, v in snap["dropped"].items()}
+            st.recent.extend(snap["ages"])
+            room = AGE_RESERVOIR - len(st.reservoir)
+            st.reservoir.extend(snap["ages"][:room])
+
+    def set_state(self, stage: str, state: str, error: str | None = None) -> None:
+        with self.lock:
+            st = self.stats[stage]
+            st.state = state
+            st.error = error or st.error
+
+    def restarted(self, stage: str) -> None:
+        with self.lock:
+            st = self.stats[stage]
+            st.restarts += 1
+            st.base_in, st.base_out = st.frames_in, st.frames_out
+
+    def rows(self, final: bool = False) -> list[dict[str, Any]]:
+        """One dict per stage: state, frames, fps (average over the run when `final`), busy, ages, queues."""
+        with self.lock:
+            elapsed = max(time.time() - self.started, 1e-9)
+            out = []
+            for st in self.stats.values():
+                out.append({
+                    "stage": st.stage, "kind": st.kind, "state": st.state,
+                    "frames_in": st.frames_in, "frames_out": st.frames_out,
+                    "fps": max(st.frames_in, st.frames_out) / elapsed if final else st.fps,
+                    "busy_s": round(st.busy_s, 3), "busy_pct": 100 * st.busy_s / elapsed,
+                    "age_s": st.percentiles(recent=not final),
+                    "queue": dict(st.queue), "dropped": sum(st.dropped.values()),
+                    "restarts": st.restarts, "counters": dict(st.counters), "error": st.error,
+                })
+            return out
+
+    def summary(self) -> dict[str, Any]:
+        return {"elapsed_s": time.time() - self.started, "stages": self.rows(final=True)}

@@ -1,0 +1,264 @@
+"""Run a `PipelineSpec`: one process per stage (or per named worker), supervised by this one.
+
+Lifecycle:
+- end of stream flows from the sources; the run exits 0 once every process has finished.
+- SIGINT / SIGTERM: sources stop at once (end of stream follows); after `DRAIN_S` everyone is told to
+  abort (sinks still close and flush what they got); stragglers are terminated, then killed, within 2 s.
+- a stage that raises or dies (e.g. `kill -9`): restarted when `restart: on-failure` allows it, else the
+  pipeline aborts and the run exits 1 with one line naming the stage.
+The runner owns every shared-memory segment of the run (one name prefix) and unlinks them all at the end,
+whatever happened, and the ipc socket folder with them.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from streamyolox.graph import shm
+from streamyolox.graph.metrics import MetricsBoard
+from streamyolox.graph.options import SpecError
+from streamyolox.graph.spec import PipelineSpec
+from streamyolox.graph.transport import EdgeInfo
+from streamyolox.graph.worker import ProcessPlan, child_main
+
+log = logging.getLogger("streamyolox.run")
+DRAIN_S = 1.0  # after a stop signal, how long stages may drain before they abort
+TERM_S = 1.6  # ... before stragglers get SIGTERM
+KILL_S = 2.2  # ... and SIGKILL
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+@dataclass
+class RunOptions:
+    metrics_json: str | None = None
+    http_port: int | None = None
+    dashboard: bool = False
+    only: list[str] | None = None
+    log_interval_s: float | None = None  # plain log lines (None: the pipeline's metrics.interval_s)
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _edge_kind_and_address(spec: PipelineSpec, src: str, dst: str, index: int, run_dir: str) -> tuple[str, str]:
+    s, d = spec.stages[src], spec.stages[dst]
+    if d.worker is not None and d.worker == s.worker:
+        return "inproc", ""
+    if d.endpoint is not None:
+        host, _, port = d.endpoint.rpartition(":")
+        return "tcp", f"{host}:{int(port) + d.inputs.index(src)}"
+    return "ipc", f"ipc://{run_dir}/e{index}"
+
+
+def plan_edges(spec: PipelineSpec, run_dir: str, prefix: str, only: set[str]) -> list[EdgeInfo]:
+    """One `EdgeInfo` per (producer, consumer) pair; edges crossing hosts (`--only`) must be tcp."""
+    edges = []
+    for i, (src, dst) in enumerate(spec.edges()):
+        kind, address = _edge_kind_and_address(spec, src, dst, i, run_dir)
+        if (src in only) != (dst in only) and kind != "tcp":
+            raise SpecError(f"stages.{dst}.endpoint: required: its input {src!r} runs on another host")
+        d = spec.stages[dst]
+        slots = d.queue + (3 if d.policy == "drop_oldest" else 2)
+        edges.append(EdgeInfo(i, src, dst, kind, address, d.queue, d.policy, slots, prefix))  # type: ignore[arg-type]
+    return edges
+
+
+def plan_processes(spec: PipelineSpec, edges: list[EdgeInfo], only: set[str], control: str,
+                   interval_s: float) -> list[ProcessPlan]:
+    """Group stages into processes (a named worker shares one) and give each its edges."""
+    groups: dict[str, list[str]] = {}
+    for sid, s in spec.stages.items():
+        if sid in only:
+            groups.setdefault(s.worker or sid, []).append(sid)
+    plans = []
+    for name, ids in groups.items():
+        stages = [spec.stages[i] for i in ids]
+        threads = next((s.threads for s in stages if s.threads is not None), None)
+        plans.append(ProcessPlan(
+            name=name, stages=stages, model=spec.model, pipeline=spec.name,
+            inputs={i: [e for e in edges if e.dst == i] for i in ids},
+            outputs={i: [e for e in edges if e.src == i] for i in ids},  # edges leaving this host are tcp
+            control=control, interval_s=interval_s, threads=threads,
+            log_level=logging.getLogger().getEffectiveLevel()))
+    return plans
+
+
+class Supervisor:
+    """Starts the stage processes, watches them and their reports, and stops them."""
+
+    def __init__(self, spec: PipelineSpec, options: RunOptions) -> None:
+        self.spec = spec
+        self.options = options
+        self.only = set(options.only or spec.stages)
+        self.run_dir = tempfile.mkdtemp(prefix="syx-")
+        self.prefix = f"syx-{os.getpid()}-{os.path.basename(self.run_dir)[4:]}-"
+        self.mp = mp.get_context("spawn")
+        self.stop_ev = self.mp.Event()
+        self.abort_ev = self.mp.Event()
+        self.zctx = zmq.Context()
+        self.control = self.zctx.socket(zmq.PULL)
+        self.control_addr = f"ipc://{self.run_dir}/control"
+        self.control.bind(self.control_addr)
+        self.board = MetricsBoard({sid: s.kind for sid, s in spec.stages.items() if sid in self.only})
+        edges = plan_edges(spec, self.run_dir, self.prefix, self.only)
+        interval = spec.metrics.interval_s
+        self.plans = {p.name: p for p in plan_processes(spec, edges, self.only, self.control_addr, interval)}
+        self.procs: dict[str, Any] = {}
+        self.incarnation = dict.fromkeys(self.plans, 0)
+        self.finished: set[str] = set()
+        self.error: str | None = None
+        self.signal: int | None = None
+        self.stop_time: float | None = None
+
+    # -- processes -------------------------------------------------------------------------------------
+    def start(self, name: str) -> None:
+        plan = self.plans[name]
+        saved = {k: os.environ.get(k) for k in THREAD_ENV}
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child inherits "ignore SIGINT"
+        try:
+            if plan.threads is not None:
+                os.environ.update(dict.fromkeys(THREAD_ENV, str(plan.threads)))
+            proc = self.mp.Process(target=child_main, name=f"streamyolox-{name}",
+                                   args=(plan, self.incarnation[name], self.stop_ev, self.abort_ev, os.getpid()))
+            proc.start()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        self.procs[name] = proc
+        for s in plan.stages:
+            self.board.set_state(s.id, "starting")
+
+    def _fail(self, message: str) -> None:
+        if self.error is None and self.signal is None:
+            self.error = message
+            log.error("%s: stopping the pipeline", message)
+        self.abort_ev.set()
+        self.stop_time = self.stop_time or time.monotonic()
+
+    def _exited(self, name: str, code: int) -> None:
+        """A process ended: done, restarted, or the pipeline fails."""
+        plan = self.plans[name]
+        ids = [s.id for s in plan.stages]
+        log.debug("process %s exited with code %s", name, code)
+        if code == 0:
+            self.finished.add(name)
+            return
+        self._drain_reports()
+        reported = [self.board.stats[i].error for i in ids if self.board.stats[i].error]
+        why = reported[0] if reported else (
+            f"stage {ids[0]!r} died (killed by {signal.Signals(-code).name})" if code < 0
+            else f"stage {ids[0]!r} exited with code {code}")
+        can_restart = all(s.restart == "on-failure" for s in plan.stages) and \
+            self.incarnation[name] < min(s.max_restarts for s in plan.stages)
+        if can_restart and self.stop_time is None:
+            self.incarnation[name] += 1
+            log.warning("%s: restarting (%d/%d)", why, self.incarnation[name], plan.stages[0].max_restarts)
+            for i in ids:
+                self.board.restarted(i)
+                self.board.stats[i].error = None
+            self.start(name)
+            return
+        for i in ids:
+            self.board.set_state(i, "failed" if reported else "died", why)
+        self.finished.add(name)
+        self._fail(why)
+
+    # -- reports ---------------------------------------------------------------------------------------
+    def _drain_reports(self) -> None:
+        while self.control.poll(0):
+            msg = self.control.recv_pyobj()
+            if msg[0] == "metrics":
+                self.board.update(msg[1])
+            elif msg[0] == "error":
+                self.board.set_state(msg[1], "failed", msg[2])
+
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        if self.signal is None:
+            log.warning("%s: stopping (sources stop, sinks flush)", signal.Signals(signum).name)
+            self.signal = signum
+            self.stop_ev.set()
+            self.stop_time = self.stop_time or time.monotonic()
+
+    def _escalate(self) -> None:
+        waited = time.monotonic() - self.stop_time  # type: ignore[operator]
+        if waited > DRAIN_S:
+            self.abort_ev.set()
+        for _name, proc in self.procs.items():
+            if proc.exitcode is None and waited > KILL_S:
+                proc.kill()
+            elif proc.exitcode is None and waited > TERM_S:
+                proc.terminate()
+
+    def loop(self, on_tick: Any = None) -> None:
+        poller = zmq.Poller()
+        poller.register(self.control, zmq.POLLIN)
+        while len(self.finished) < len(self.plans):
+            poller.poll(50)
+            self._drain_reports()
+            for name, proc in list(self.procs.items()):
+                if name not in self.finished and proc.exitcode is not None:
+                    self._exited(name, proc.exitcode)
+            if self.stop_time is not None:
+                self._escalate()
+            if on_tick is not None:
+                on_tick()
+        self._drain_reports()
+
+    def close(self) -> None:
+        """Make sure no process survives, then unlink every segment and socket file of the run."""
+        self.abort_ev.set()
+        for proc in self.procs.values():
+            proc.join(0.5 if proc.exitcode is None else 0)
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join(2)
+        self.control.close(linger=0)
+        self.zctx.term()
+        n = shm.sweep(self.prefix)
+        log.debug("unlinked %d shared-memory segments", n)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def run_pipeline(spec: PipelineSpec, options: RunOptions | None = None) -> RunResult:
+    """Run until the end of stream, a stop signal or a failure; returns the exit code and metrics."""
+    from streamyolox.graph.dashboard import Reporter
+
+    options = options or RunOptions()
+    sup = Supervisor(spec, options)
+    reporter = Reporter(sup.board, spec, options)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for s in handlers:
+            signal.signal(s, sup.on_signal)
+        for name in sup.plans:
+            sup.start(name)
+        reporter.start()
+        sup.loop(on_tick=reporter.tick)
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+        sup.close()
+        reporter.stop()
+    code = 1 if sup.error else (128 + sup.signal if sup.signal else 0)
+    summary = sup.board.summary()
+    summary.update({"pipeline": spec.name, "exit_code": code, "error": sup.error})
+    reporter.finish(summary)
+    return RunResult(code, sup.error, summary)

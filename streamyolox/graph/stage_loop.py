@@ -1,0 +1,165 @@
+"""The loop that drives one stage: open -> (generate | take batches from the inbox -> process) -> close.
+
+Outputs go to every outlet (socket edges copy the arrays, so they go first; each in-process consumer but
+the last gets its own shallow copy). An input packet is released (its slot handed back) only after the
+outputs made from it were sent. End of stream follows the last packet on every output.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from streamyolox.graph.inbox import EndOfInput, Inbox, Item
+from streamyolox.graph.metrics import StageMetrics
+from streamyolox.graph.spec import StageSpec
+from streamyolox.graph.transport import Aborted, Outlet, fork_packet
+from streamyolox.model.spec import ModelSpec
+from streamyolox.stages.base import Stage, StageContext
+from streamyolox.stages.packet import Packet
+from streamyolox.stages.registry import load_stage_class
+
+
+def set_threads(n: int | None) -> None:
+    """Intra-op threads of libraries the stage loaded (env vars were set before the process started)."""
+    if n is None:
+        return
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:
+        cv2.setNumThreads(n)
+
+
+class Ticket:
+    """Keeps a batch's input slots until this stage *and* every in-process consumer of its outputs are
+    done with them (an inproc edge forwards views into the input slots, not copies)."""
+
+    def __init__(self, releases: list[Callable[[], None]]) -> None:
+        self.releases = releases
+        self.holders = 1
+        self.lock = threading.Lock()
+
+    def hold(self) -> Callable[[], None]:
+        with self.lock:
+            self.holders += 1
+        return self.drop
+
+    def drop(self) -> None:
+        with self.lock:
+            self.holders -= 1
+            last = self.holders == 0
+        if last:
+            for release in self.releases:
+                release()
+
+
+class StageLoop:
+    """Runs one stage in the current thread (`run`); `error` holds the one-line failure, if any."""
+
+    def __init__(self, spec: StageSpec, model: ModelSpec, pipeline: str, inbox: Inbox | None,
+                 outlets: list[Outlet], stop_set: Callable[[], bool], abort_set: Callable[[], bool]) -> None:
+        self.spec = spec
+        self.inbox = inbox
+        self.outlets = sorted(outlets, key=lambda o: o.edge.kind == "inproc")
+        self.abort = abort_set
+        self.metrics = StageMetrics(spec.id)
+        self.ctx = StageContext(stage_id=spec.id, model=model, pipeline=pipeline,
+                                log=logging.getLogger(f"streamyolox.stage.{spec.id}"),
+                                should_stop=lambda: stop_set() or abort_set())
+        self.stage: Stage | None = None
+        self.error: str | None = None
+        self.frame: int | None = None
+
+    def snapshot(self) -> dict:
+        depths = drops = {}
+        if self.inbox is not None:
+            names = {e.index: e.src for e in self.inbox.edges.values()}
+            depths = {names[i]: n for i, n in self.inbox.depths().items()}
+            drops = {names[i]: n for i, n in dict(self.inbox.dropped).items()}
+        return self.metrics.snapshot(self.ctx.counters, depths, drops)
+
+    def emit(self, packets: list[Packet], ticket: Ticket | None = None) -> None:
+        last_inproc = max((i for i, o in enumerate(self.outlets) if o.edge.kind == "inproc"), default=-1)
+        for packet in packets:
+            for i, outlet in enumerate(self.outlets):
+                if outlet.edge.kind != "inproc":
+                    outlet.send(packet, self.abort)
+                    continue
+                release = ticket.hold() if ticket is not None else None
+                outlet.send(packet if i == last_inproc else fork_packet(packet), self.abort, release)
+
+    def run(self) -> None:
+        spec = self.spec
+        self.metrics.state = "opening"
+        try:
+            self.stage = load_stage_class(spec.kind)(spec.options, self.ctx)
+            self.stage.open()
+        except Exception as exc:
+            self.error = f"stage {spec.id!r} failed to open: {type(exc).__name__}: {exc}"
+            self.metrics.state = "failed"
+            self._end(close=False)
+            return
+        set_threads(spec.threads)
+        self.metrics.state = "running"
+        try:
+            self._run_source() if spec.is_source else self._run_inputs()
+        except Aborted:
+            pass
+        except Exception as exc:
+            where = f" on frame {self.frame}" if self.frame is not None else ""
+            self.error = f"stage {spec.id!r} failed{where}: {type(exc).__name__}: {exc}"
+        self._end(close=True)
+
+    def _run_source(self) -> None:
+        assert self.stage is not None
+        t = time.perf_counter()
+        for packet in self.stage.generate():
+            self.frame = packet.meta.frame
+            busy = time.perf_counter() - t
+            self.emit([packet])
+            self.metrics.record(0, 1, busy, [packet.meta.time])
+            if self.ctx.should_stop():
+                break
+            t = time.perf_counter()
+
+    def _run_inputs(self) -> None:
+        assert self.stage is not None and self.inbox is not None
+        max_batch = max(1, int(getattr(self.stage, "max_batch", 1)))
+        wait_s = float(getattr(self.stage, "max_wait_ms", 0.0)) / 1000
+        while True:
+            try:
+                batch: list[Item] = self.inbox.get_batch(max_batch, wait_s, self.abort)
+            except EndOfInput:
+                return
+            self.frame = batch[0].packet.meta.frame
+            times = [it.packet.meta.time for it in batch]
+            t = time.perf_counter()
+            packets = [it.packet for it in batch]
+            out = self.stage.process_batch(packets) if len(packets) > 1 else self.stage.process(packets[0])
+            busy = time.perf_counter() - t
+            ticket = Ticket([it.release for it in batch])
+            try:
+                self.emit(out, ticket)
+            finally:
+                ticket.drop()
+            self.metrics.record(len(batch), len(out), busy, times)
+
+    def _end(self, close: bool) -> None:
+        """close() (a sink flushes what it got), pass on its final packets, then end of stream."""
+        if close and self.stage is not None:
+            try:
+                finals = self.stage.close()
+                if finals and not self.error and not self.abort():
+                    self.emit(finals)
+            except Aborted:
+                pass
+            except Exception as exc:
+                self.error = self.error or f"stage {self.spec.id!r} failed to close: {type(exc).__name__}: {exc}"
+        for outlet in self.outlets:
+            outlet.send_eos()
+        self.metrics.state = "failed" if self.error else "done"

@@ -1,0 +1,247 @@
+"""Edges: how packets move from a stage to the next one.
+
+One ZeroMQ DEALER pair per edge (the consumer binds, the producer connects). The socket carries a small
+pickled header (the `Packet` minus its arrays); the arrays (`frame`, `image`, `raw`) travel
+
+- `ipc` edges (stages in different processes): through a ring of shared-memory slots. The producer owns
+  `slots` credits; it copies the arrays into a free slot, sends the header, and gets the credit back when
+  the consumer releases the packet. No free credit means the producer waits (a bounded queue).
+- `tcp` edges (a stage on another host): as extra frames of a zero-copy multipart message.
+- `inproc` edges (stages in one worker process): the packet object itself (`InprocOutlet`), GPU arrays
+  stay on the GPU.
+
+Wire messages, producer -> consumer: `("D", consumer_inc, producer_inc, slot, segment, descs, stub)` data,
+`("E",)` end of stream; consumer -> producer: `("C", producer_inc, slot)` credit, `("H", consumer_inc)`
+hello. Incarnations (restart counts) let a restarted peer resynchronise: a consumer answers data meant
+for an earlier incarnation of itself with a hello, and the producer then takes back every credit that the
+dead consumer held.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import zmq
+
+from streamyolox.graph import shm
+from streamyolox.stages.packet import Packet
+
+ARRAY_FIELDS = ("frame", "image", "raw")
+POLL_MS = 100
+
+EdgeKind = Literal["ipc", "tcp", "inproc"]
+
+
+class Aborted(Exception):
+    """The pipeline is stopping: a blocked send or receive gives up."""
+
+
+@dataclass(frozen=True)
+class EdgeInfo:
+    """One producer -> consumer link, as the runner planned it."""
+
+    index: int
+    src: str
+    dst: str
+    kind: EdgeKind
+    address: str  # the zmq address the consumer binds ("" for inproc)
+    queue: int
+    policy: str
+    slots: int  # credits of the producer (= queue + room for the packets being processed)
+    shm_prefix: str = ""
+
+
+def to_host(value: Any) -> np.ndarray:
+    """A numpy array from numpy, torch (any device) or CuPy arrays (crossing a process means host memory)."""
+    if isinstance(value, np.ndarray):
+        return value
+    module = type(value).__module__
+    if module.startswith("torch"):
+        return value.detach().cpu().numpy()
+    if module.startswith("cupy"):
+        return value.get()
+    return np.asarray(value)
+
+
+def split_packet(packet: Packet) -> tuple[Packet, list[tuple[str, np.ndarray]]]:
+    """(the packet without its arrays, [(field, host array)])."""
+    arrays = [(f, to_host(getattr(packet, f))) for f in ARRAY_FIELDS if getattr(packet, f) is not None]
+    stub = dataclasses.replace(packet, **{f: None for f, _ in arrays}) if arrays else packet
+    return stub, arrays
+
+
+def fork_packet(packet: Packet) -> Packet:
+    """A shallow copy for a second consumer of the same packet (own `extra`, shared arrays)."""
+    return dataclasses.replace(packet, extra=dict(packet.extra))
+
+
+class Outlet:
+    """Producer end of an edge."""
+
+    edge: EdgeInfo
+
+    def send(self, packet: Packet, abort: Callable[[], bool],
+             release: Callable[[], None] | None = None) -> None:
+        """Pass `packet` on (waiting while the edge is full, unless `abort()`)."""
+        raise NotImplementedError
+
+    def send_eos(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release sockets (segments stay until the runner sweeps them: the consumer may still read)."""
+
+
+class SocketOutlet(Outlet):
+    """Producer end of an `ipc` (shared-memory slots) or `tcp` (multipart payload) edge."""
+
+    def __init__(self, edge: EdgeInfo, context: zmq.Context, incarnation: int = 0) -> None:
+        self.edge = edge
+        self.incarnation = incarnation
+        self.target = 0  # the consumer incarnation we believe is listening
+        self.free: deque[int] = deque(range(edge.slots))
+        self.outstanding: set[int] = set()
+        self.segments: dict[int, shm.Segment] = {}
+        self.generation = 0
+        self.sock = context.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SNDHWM, edge.slots + 4)
+        self.sock.connect(edge.address)
+
+    def _handle(self, msg: tuple) -> None:
+        if msg[0] == "C" and msg[1] == self.incarnation and msg[2] in self.outstanding:
+            self.outstanding.discard(msg[2])
+            self.free.append(msg[2])
+        elif msg[0] == "H" and msg[1] != self.target:
+            self.target = msg[1]  # a restarted consumer: what the old one held is lost, take it back
+            self.free.extend(sorted(self.outstanding))
+            self.outstanding.clear()
+
+    def _drain(self, timeout_ms: int = 0) -> None:
+        while self.sock.poll(timeout_ms, zmq.POLLIN):
+            self._handle(pickle.loads(self.sock.recv()))
+            timeout_ms = 0
+
+    def _acquire(self, abort: Callable[[], bool]) -> int:
+        self._drain()
+        while not self.free:
+            if abort():
+                raise Aborted
+            self._drain(POLL_MS)
+        slot = self.free.popleft()
+        self.outstanding.add(slot)
+        return slot
+
+    def _send(self, frames: list[Any], abort: Callable[[], bool], copy: bool = True) -> None:
+        while not self.sock.poll(POLL_MS, zmq.POLLOUT):  # no peer yet: wait, but stay abortable
+            if abort():
+                raise Aborted
+        tracker = self.sock.send_multipart(frames, copy=copy, track=not copy)
+        while tracker is not None and not tracker.done:  # zero-copy: keep the arrays until zmq is done
+            try:
+                tracker.wait(POLL_MS / 1000)
+            except zmq.NotDone:
+                if abort():
+                    raise Aborted from None
+
+    def _segment(self, slot: int, nbytes: int) -> shm.Segment:
+        seg = self.segments.get(slot)
+        if seg is None or seg.size < nbytes:
+            if seg is not None:  # the consumer released this slot, so it no longer reads the old one
+                seg.close()
+                seg.unlink()
+            self.generation += 1
+            name = f"{self.edge.shm_prefix}e{self.edge.index}-p{self.incarnation}-s{slot}-g{self.generation}"
+            seg = self.segments[slot] = shm.Segment(name, nbytes, create=True)
+        return seg
+
+    def send(self, packet: Packet, abort: Callable[[], bool]) -> None:
+        slot = self._acquire(abort)
+        stub, arrays = split_packet(packet)
+        head = ["D", self.target, self.incarnation, slot]
+        if self.edge.kind == "tcp":
+            arrays = [(f, np.ascontiguousarray(a)) for f, a in arrays]
+            descs = [(f, a.dtype.str, a.shape, i + 1) for i, (f, a) in enumerate(arrays)]
+            header = pickle.dumps((*head, None, descs, stub), protocol=5)
+            self._send([header, *(memoryview(a.reshape(-1).view(np.uint8)) for _, a in arrays)], abort,
+                       copy=False)
+            return
+        seg = self._segment(slot, sum(shm.aligned(a.nbytes) for _, a in arrays))
+        descs, offset = [], 0
+        for f, a in arrays:
+            np.copyto(np.ndarray(a.shape, a.dtype, buffer=seg.buf, offset=offset), a, casting="no")
+            descs.append((f, a.dtype.str, a.shape, offset))
+            offset += shm.aligned(a.nbytes)
+        self._send([pickle.dumps((*head, seg.name, descs, stub), protocol=5)], abort)
+
+    def send_eos(self) -> None:
+        if self.sock.poll(0, zmq.POLLOUT):
+            self.sock.send(pickle.dumps(("E",)))
+
+    def close(self, unlink: bool = False) -> None:
+        for seg in self.segments.values():
+            seg.close()
+            if unlink:
+                seg.unlink()
+        self.sock.close(linger=0)
+
+
+def decode_message(frames: list[zmq.Frame], cache: SegmentCache) -> tuple[tuple, Packet | None]:
+    """Consumer side: (header tuple, packet whose arrays are views into the slot or the message)."""
+    msg = pickle.loads(frames[0].buffer)
+    if msg[0] != "D":
+        return msg, None
+    _, _, _, slot, segment, descs, stub = msg
+    fields = {}
+    if segment is None:
+        for f, dtype, shape, i in descs:
+            fields[f] = np.frombuffer(frames[i].buffer, dtype=dtype).reshape(shape)
+    else:
+        buf = cache.get(segment, (msg[2], slot)).buf
+        for f, dtype, shape, offset in descs:
+            fields[f] = np.ndarray(shape, dtype, buffer=buf, offset=offset)
+    return msg, (dataclasses.replace(stub, **fields) if fields else stub)
+
+
+class SegmentCache:
+    """Consumer-side mappings of one edge's slots, re-mapped when a producer grows a slot."""
+
+    def __init__(self) -> None:
+        self.by_slot: dict[tuple[int, int], shm.Segment] = {}
+
+    def get(self, name: str, key: tuple[int, int]) -> shm.Segment:
+        seg = self.by_slot.get(key)
+        if seg is None or seg.name != name:
+            if seg is not None:
+                seg.close()
+            seg = self.by_slot[key] = shm.Segment(name)
+        return seg
+
+    def close(self) -> None:
+        for seg in self.by_slot.values():
+            seg.close()
+        self.by_slot.clear()
+
+
+def wait_writable(sock: zmq.Socket, deadline: float) -> bool:
+    """Poll until `sock` can send or `deadline` (monotonic) passes."""
+    while time.monotonic() < deadline:
+        if sock.poll(20, zmq.POLLOUT):
+            return True
+    return False
+
+
+def wake_pipe() -> tuple[int, int]:
+    """A non-blocking pipe: any thread writes a byte to wake the receiver's poll loop."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    return r, w

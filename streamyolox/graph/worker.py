@@ -1,0 +1,150 @@
+"""Inside a stage process: build the edges, run each stage's loop in a thread, report to the runner.
+
+`child_main` is the spawned process's entry point. One process runs one stage, or every stage of a named
+`worker` (then the edges between them are in-process). It dies with the runner (PR_SET_PDEATHSIG plus a
+parent-pid check), ignores SIGINT (the runner decides how to stop) and stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import zmq
+
+from streamyolox.graph.inbox import Inbox, InprocOutlet, Receiver
+from streamyolox.graph.spec import StageSpec
+from streamyolox.graph.stage_loop import StageLoop
+from streamyolox.graph.transport import EdgeInfo, Outlet, SocketOutlet
+from streamyolox.model.spec import ModelSpec
+
+
+@dataclass
+class ProcessPlan:
+    """Everything a stage process needs (pickled to the spawned child)."""
+
+    name: str
+    stages: list[StageSpec]
+    model: ModelSpec
+    pipeline: str
+    inputs: dict[str, list[EdgeInfo]] = field(default_factory=dict)
+    outputs: dict[str, list[EdgeInfo]] = field(default_factory=dict)
+    control: str = ""
+    interval_s: float = 1.0
+    threads: int | None = None
+    log_level: int = logging.INFO
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGTERM us when the runner dies (best effort elsewhere: the parent-pid check remains)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+class StageProcess:
+    """The stages of one process with their inboxes, outlets, receiver and report socket."""
+
+    def __init__(self, plan: ProcessPlan, incarnation: int, stop: threading.Event | object,
+                 abort: threading.Event) -> None:
+        self.plan = plan
+        self.abort = abort
+        self.zctx = zmq.Context()
+        local = {s.id for s in plan.stages}
+        self.inboxes = {s.id: Inbox(plan.inputs[s.id]) for s in plan.stages if plan.inputs.get(s.id)}
+        socket_edges = [e for s in plan.stages for e in plan.inputs.get(s.id, []) if e.kind != "inproc"]
+        by_edge = {e.index: self.inboxes[e.dst] for e in socket_edges}
+        self.receiver = Receiver(self.zctx, socket_edges, by_edge, incarnation) if socket_edges else None
+        self.socket_outlets: list[SocketOutlet] = []
+        self.loops = []
+        for s in plan.stages:
+            outlets: list[Outlet] = []
+            for e in plan.outputs.get(s.id, []):
+                if e.kind == "inproc" and e.dst in local:
+                    outlets.append(InprocOutlet(e, self.inboxes[e.dst]))
+                else:
+                    out = SocketOutlet(e, self.zctx, incarnation)
+                    self.socket_outlets.append(out)
+                    outlets.append(out)
+            self.loops.append(StageLoop(s, plan.model, plan.pipeline, self.inboxes.get(s.id), outlets,
+                                        stop_set=stop.is_set, abort_set=abort.is_set))
+        self.report = self.zctx.socket(zmq.PUSH)
+        self.report.setsockopt(zmq.LINGER, 2000)
+        self.report.connect(plan.control)
+
+    def send_reports(self) -> None:
+        for loop in self.loops:
+            self.report.send_pyobj(("metrics", loop.snapshot()))
+
+    def run(self, parent_pid: int) -> int:
+        if self.receiver is not None:
+            self.receiver.start()
+        threads = [threading.Thread(target=loop.run, name=f"stage-{loop.spec.id}", daemon=True)
+                   for loop in self.loops]
+        for t in threads:
+            t.start()
+        next_report = time.monotonic()
+        reported: set[str] = set()
+        while any(t.is_alive() for t in threads):
+            if os.getppid() != parent_pid:  # the runner is gone: stop now
+                self.abort.set()
+            for t in threads:
+                t.join(0.05)
+            self._report_errors(reported)
+            if time.monotonic() >= next_report:
+                self.send_reports()
+                next_report = time.monotonic() + self.plan.interval_s
+        self.send_reports()
+        self._report_errors(reported)
+        return 1 if reported else 0
+
+    def _report_errors(self, reported: set[str]) -> None:
+        """A failed stage is reported at once, and stops the other stages of this process."""
+        for loop in self.loops:
+            if loop.error and loop.spec.id not in reported:
+                reported.add(loop.spec.id)
+                self.report.send_pyobj(("error", loop.spec.id, loop.error))
+                self.abort.set()
+
+    def close(self) -> None:
+        if self.receiver is not None:
+            self.receiver.stop()
+        for out in self.socket_outlets:
+            out.close()
+        self.report.close(linger=2000)
+        self.zctx.term()
+
+
+def child_main(plan: ProcessPlan, incarnation: int, stop: object, abort: object, parent_pid: int) -> None:
+    """Entry point of a spawned stage process; exits 0 when its stages ended, 1 when one failed."""
+    _die_with_parent(parent_pid)
+    logging.basicConfig(level=plan.log_level, format=f"%(asctime)s %(levelname)s [{plan.name}] %(message)s")
+    local_abort = threading.Event()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: local_abort.set())
+
+    class _Either:  # the runner's abort event or our own SIGTERM
+        def is_set(self) -> bool:
+            return local_abort.is_set() or abort.is_set()  # type: ignore[attr-defined]
+
+        def set(self) -> None:
+            local_abort.set()
+
+    proc = StageProcess(plan, incarnation, stop, _Either())  # type: ignore[arg-type]
+    code = 1
+    try:
+        code = proc.run(parent_pid)
+    finally:
+        proc.close()
+        logging.shutdown()
+    sys.exit(code)
