@@ -11,12 +11,17 @@ if [ "${1:-}" = "--prepare" ]; then
     src=${STREAMYOLOX_SHARED:-../shared}
     mkdir -p .devcheck/shared/weights .devcheck/shared/media
     cp "$src/weights/yolox_nano.pth" .devcheck/shared/weights/ &&
-        cp "$src/media/dog.jpg" .devcheck/shared/media/ &&
+        cp "$src/media/dog.jpg" "$src/media/street_pan_720p.mp4" .devcheck/shared/media/ &&
         du -sh .devcheck
     exit $?
 fi
 
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+# PyAV and pyzmq are not on the device image: carried as wheels in .whl/ (see scripts/device_wheels.sh)
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl &&
+        export PYTHONPATH=$PYTHONPATH:/tmp/site
+fi
 unset NUMBA_ENABLE_CUDASIM
 if [ -d .devcheck/shared ]; then
     export STREAMYOLOX_SHARED=$PWD/.devcheck/shared
@@ -40,7 +45,7 @@ echo "  weights dir: ${STREAMYOLOX_WEIGHTS_DIR:-none (random init)}"
 
 echo "== GPU parity tests"
 start=$SECONDS
-timeout 150 python -m pytest -q -m gpu -rs -p no:cacheprovider tests/gpu tests/ops >"$out/gpu_tests.txt" 2>&1
+timeout 200 python -m pytest -q -m gpu -rs -p no:cacheprovider tests/gpu tests/ops >"$out/gpu_tests.txt" 2>&1
 rc_tests=$?
 tail -n 40 "$out/gpu_tests.txt"
 echo "tests: rc=$rc_tests in $((SECONDS - start))s"
