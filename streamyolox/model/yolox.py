@@ -45,6 +45,10 @@ class YOLOX(nn.Module):
     def forward_raw(self, x: Tensor) -> list[Tensor]:
         """x [B, 3, H, W] (BGR 0-255, H and W multiples of 32) -> per stride level [B, 5+C, H/s, W/s]:
         raw reg (4), objectness logit (1), class logits (C)."""
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2] % 32 or x.shape[-1] % 32:
+            raise ValueError(
+                f"YOLOX input must be [B, 3, H, W] with H, W multiples of 32, got {list(x.shape)}"
+            )
         return self.head(self.backbone(x))
 
     def forward(self, x: Tensor, decode: bool = True) -> Tensor:

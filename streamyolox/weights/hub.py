@@ -7,6 +7,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from streamyolox.model import ZOO, canonical_name
@@ -67,7 +68,8 @@ def _fetch(url: str, dest: Path, label: str, show_progress: bool, timeout: float
     with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
         total = int(resp.headers.get("Content-Length") or 0) or None
         columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-        with Progress(*columns, disable=not show_progress, transient=True) as progress:
+        console = Console(stderr=True)  # stdout stays clean for the path the CLI prints
+        with Progress(*columns, console=console, disable=not show_progress, transient=True) as progress:
             task = progress.add_task(f"downloading {label}", total=total)
             while chunk := resp.read(_CHUNK):
                 out.write(chunk)
@@ -132,7 +134,8 @@ def looks_like_path(value: str | Path) -> bool:
 
 
 def resolve_weights(name_or_path: str | Path, download: bool = True, show_progress: bool = True) -> Path:
-    """An existing file as is; else a zoo name searched in `search_dirs()`, else downloaded (if `download`).
+    """An existing file as is (a bare file name is also looked for in `search_dirs()`); else a zoo name
+    searched in `search_dirs()`, else downloaded (if `download`).
 
     Raises WeightsError (one line) for a missing path, an unknown name, or a failed download.
     """
@@ -140,6 +143,10 @@ def resolve_weights(name_or_path: str | Path, download: bool = True, show_progre
     if path.is_file():
         return path
     if looks_like_path(name_or_path):
+        if path.name == str(name_or_path):  # a bare file name: also look in the weights folders
+            found = next((d / path.name for d in search_dirs() if (d / path.name).is_file()), None)
+            if found is not None:
+                return found
         raise WeightsError(f"weights file not found: {name_or_path}")
     try:
         key = canonical_name(str(name_or_path))

@@ -31,11 +31,14 @@ def test_download_offline_fails_with_one_line(tmp_path, capsys):
 
 
 def test_export_runs_under_onnxruntime(nano_pth, tmp_path, capsys):
-    out = tmp_path / "nano320.onnx"
-    assert main(["weights", "export", "--weights", str(nano_pth), "--output", str(out), "--size", "320"]) == 0
+    out = tmp_path / "nano.onnx"
+    args = ["weights", "export", "--weights", str(nano_pth), "--output", str(out), "--size", "320", "256"]
+    assert main([*args, "--static-batch"]) == 0
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    result = session.run(None, {"images": np.zeros((2, 3, 320, 320), np.float32)})[0]
-    assert result.shape == (2, 40 * 40 + 20 * 20 + 10 * 10, 85)
+    assert session.get_inputs()[0].shape == [1, 3, 320, 256]
+    result = session.run(None, {"images": np.zeros((1, 3, 320, 256), np.float32)})[0]
+    assert result.shape == (1, 40 * 32 + 20 * 16 + 10 * 8, 85)
+    assert "nano.onnx: yolox-nano, input images [1, 3, 320, 256]" in capsys.readouterr().out
 
 
 def test_export_missing_weights(tmp_path, capsys):

@@ -126,3 +126,8 @@ def test_fuse_preserves_outputs(nano_pth, dog_input_416):
     assert not any(k.endswith("running_mean") for k in model.state_dict())
     assert (after[..., 4:] - before[..., 4:]).abs().max() < 1e-4
     assert ((after[..., :4] - before[..., :4]).abs() / before[..., :4].abs().clamp(min=1)).max() < 1e-4
+
+
+def test_bad_input_shape(nano):
+    with pytest.raises(ValueError, match=r"multiples of 32, got \[1, 3, 100, 64\]"):
+        nano(torch.zeros(1, 3, 100, 64))

@@ -46,6 +46,7 @@ def test_weights_dir_searched_first(nano_pth, nano_onnx, tmp_path, monkeypatch):
     assert resolve_weights("yolox-nano") == local / "yolox_nano.onnx"
     shutil.copy(nano_pth, local / "yolox_nano.pth")
     assert resolve_weights("YOLOX_Nano") == local / "yolox_nano.pth"  # .pth preferred over .onnx
+    assert resolve_weights("yolox_nano.onnx") == local / "yolox_nano.onnx"  # bare file names too
     loaded = load_model(None, name="yolox-nano")
     assert loaded.source_path == local / "yolox_nano.pth" and loaded.name == "yolox-nano"
     assert candidate_filenames("yolox-darknet53")[0] == "yolox_darknet.pth"
