@@ -65,7 +65,9 @@ def read_onnx(path: str | Path) -> OnnxModelInfo:
         convs.append(OnnxConv(weight, bias, groups))
     num_classes = _num_classes(graph, inits)
     if len(convs) < 4 or num_classes < 1:
-        raise WeightsError(f"{path.name}: not a YOLOX export (no head.cls_preds weights, output not [B, N, 5+C])")
+        raise WeightsError(
+            f"{path.name}: not a YOLOX export (no head.cls_preds weights, output not [B, N, 5+C])"
+        )
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
     size = (dims[2], dims[3]) if len(dims) == 4 and dims[2] > 0 and dims[3] > 0 else None
     return OnnxModelInfo(convs, num_classes, size)

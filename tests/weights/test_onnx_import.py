@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -59,3 +60,20 @@ def test_not_an_onnx_file(tmp_path):
     with pytest.raises(WeightsError) as exc:
         load_model(bad)
     assert "model.onnx: not a readable ONNX model" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_onnx_that_is_not_yolox(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.zeros((8, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["images", "w"], ["output"], pads=[1, 1, 1, 1])],
+        "classifier",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8, 32, 32])],
+        [weight],
+    )
+    path = tmp_path / "classifier.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(WeightsError, match=r"classifier\.onnx: not a YOLOX export"):
+        load_model(path)
