@@ -9,6 +9,7 @@ Backends (CPU unless named):
 - `torch-cuda-fp16`: PyTorch fp16 on CUDA, fused, when a GPU exists (skipped otherwise).
 
 Inputs are deterministic pseudo-random 0..255 images: a convolution's cost does not depend on pixel values.
+Every backend returns the same thing, the undecoded head output [B, N, 5 + C] as a numpy array.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class ModelBenchConfig:
     threads: int = 2
     repeats: int = 20
     warmup: int = 3
+    onnx_dir: Path | None = None  # keep our exports here and reuse them (None: a temporary folder)
 
 
 def make_input(batch: int, size: int, seed: int = 0) -> np.ndarray:
@@ -91,13 +93,13 @@ def _torch_forward(model: Any, device: str = "cpu", fp16: bool = False, channels
     def forward(x: np.ndarray) -> Any:
         with torch.inference_mode():
             t = torch.from_numpy(x).to(device=device, dtype=dtype).contiguous(memory_format=fmt)
-            out = model(t)
+            out = model(t, decode=False)  # the bare model, like the ONNX export (decoding is an op)
             return out.float().cpu().numpy()  # to host: what a pipeline stage has to do
 
     return forward
 
 
-class _Backends:
+class BackendFactory:
     """Builds each backend's forward for one input size from one loaded model (copied per backend)."""
 
     def __init__(self, cfg: ModelBenchConfig, tmp: Path) -> None:
@@ -118,8 +120,10 @@ class _Backends:
         if backend == "onnxruntime":
             from streamyolox.weights import export_onnx
 
-            path = self.tmp / f"{self.cfg.model}-{size}.onnx"
-            export_onnx(model.fuse(), path, input_size=(size, size), dynamic_batch=True, decode=False)
+            stem = Path(str(self.cfg.weights)).stem
+            path = self.tmp / f"{self.cfg.model}-{stem}-{size}-dynamic.onnx"
+            if not path.exists():
+                export_onnx(model.fuse(), path, input_size=(size, size), dynamic_batch=True, decode=False)
             return ort_forward(ort_session(path, self.cfg.threads))
         raise ValueError(f"bench model: unknown backend {backend!r} (expected one of {', '.join(BACKENDS)})")
 
@@ -146,7 +150,7 @@ def run_model_bench(cfg: ModelBenchConfig, log: Callable[[str], None] = lambda s
         results.append(base)
         base_name = base.name
     with tempfile.TemporaryDirectory(prefix="streamyolox-bench-") as tmp:
-        backends = _Backends(cfg, Path(tmp))
+        backends = BackendFactory(cfg, cfg.onnx_dir or Path(tmp))
         for backend in cfg.backends:
             reason = _skip_reason(backend)
             for size in cfg.sizes:

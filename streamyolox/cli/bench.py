@@ -57,6 +57,11 @@ def _add_model_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", type=_ints, default=[320, 416, 640], help="comma list (default 320,416,640)")
 
 
+def _add_ops_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--transport-frames", type=int, default=500, help="frames per transport run (default 500)")
+    p.add_argument("--transport-repeats", type=int, default=3, help="transport runs per edge (median kept)")
+
+
 def _add_pipeline_opts(p: argparse.ArgumentParser, positional: bool) -> None:
     if positional:
         p.add_argument("file", type=Path, help="pipeline YAML")
@@ -79,6 +84,8 @@ def register(subparsers: Any) -> None:
         _add_common(p)
         if name in ("model", "all"):
             _add_model_opts(p)
+        if name in ("ops", "all"):
+            _add_ops_opts(p)
         if name in ("pipeline", "all"):
             _add_pipeline_opts(p, positional=name == "pipeline")
         p.set_defaults(func=run)
@@ -112,6 +119,7 @@ def _ops(args: argparse.Namespace, log: Any) -> list:
                                  "1080p": _existing(media / "street_pan_1080p.mp4")},
                          bare_onnx=args.bare_onnx, weights=args.weights, model=args.model,
                          transport_script=REPO / "benchmarks" / "transport_bench.py", threads=args.threads,
+                         transport_frames=args.transport_frames, transport_repeats=args.transport_repeats,
                          repeats=args.repeats, warmup=args.warmup)
     return run_ops_bench(cfg, log)
 
