@@ -1,6 +1,13 @@
 """Video sources for the `decode` stage: files, RTSP, HTTP/HLS, webcams and image folders (PyAV/FFmpeg)."""
 
-from streamyolox.sources.av_reader import AvOptions, AvReader, CorruptInput, RawFrame, StreamLost
+from streamyolox.sources.av_reader import (
+    AvOptions,
+    AvReader,
+    CorruptInput,
+    RawFrame,
+    SourceRejected,
+    StreamLost,
+)
 from streamyolox.sources.reconnect import RetryPolicy, SourceHooks, reconnecting_frames
 from streamyolox.sources.sampling import FrameSampler, Pacer
 from streamyolox.sources.spec import SourceError, SourceSpec, parse_source
@@ -15,6 +22,7 @@ __all__ = [
     "RetryPolicy",
     "SourceError",
     "SourceHooks",
+    "SourceRejected",
     "SourceSpec",
     "StreamLost",
     "parse_source",

@@ -42,6 +42,15 @@ class CorruptInput(SourceError):
         self.frame = frame
 
 
+class SourceRejected(SourceError):
+    """The server refused the request itself (bad path, credentials) or FFmpeg cannot read the URL:
+    a configuration error, not a network hiccup. Fails at once when the source never connected."""
+
+
+_REJECTED = (av.error.HTTPBadRequestError, av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError,
+             av.error.HTTPNotFoundError, av.error.ProtocolNotFoundError, av.error.DemuxerNotFoundError)
+
+
 @dataclass
 class AvOptions:
     """How to open and read a PyAV source (a subset of the `decode` stage options)."""
@@ -126,7 +135,8 @@ class AvReader:
                                      options=container_options(self.spec, self.opts),
                                      timeout=(self.opts.open_timeout_s, read_timeout))
         except (av.error.FFmpegError, OSError) as exc:
-            raise SourceError(self._open_error(exc, time.monotonic() - started)) from exc
+            error = SourceRejected if isinstance(exc, _REJECTED) else SourceError
+            raise error(self._open_error(exc, time.monotonic() - started)) from exc
         if not self.container.streams.video:
             self.close()
             raise SourceError(f"source {self.spec.url!r} has no video stream")
@@ -150,11 +160,22 @@ class AvReader:
             return 0
         return int(self.container.streams.video[0].frames or 0)
 
+    @property
+    def finite(self) -> bool:
+        """Media with an end: files, and HTTP resources with a duration (an MP4, an HLS VOD playlist).
+
+        Their EOF ends the stream; a live stream's EOF (camera, live HLS) is a loss to reconnect from.
+        """
+        if not self.spec.live:
+            return True
+        return self.spec.kind == "http" and self.container is not None and self.container.duration is not None
+
     def frames(self) -> Iterator[RawFrame]:
         """Decode frames in order until EOF.
 
         Raises:
-            StreamLost: a live source's connection failed, timed out, stalled or ended.
+            StreamLost: a live source's connection failed, timed out, stalled or ended (`finite` media end
+                normally instead).
             CorruptInput: undecodable data and `on_corrupt` is ``stop``.
             SourceError: a file's demuxer failed (named with the frame index).
         """
@@ -174,7 +195,7 @@ class AvReader:
             if error is not None:
                 raise error from exc
             return
-        if self.spec.live:
+        if self.spec.live and not self.finite:
             raise StreamLost(f"{self.spec.url}: stream ended", "ended")
         self._check_complete()
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from streamyolox.sources.av_reader import AvOptions, AvReader, RawFrame, StreamLost
+from streamyolox.sources.av_reader import AvOptions, AvReader, RawFrame, SourceRejected, StreamLost
 from streamyolox.sources.spec import SourceError, SourceSpec
 
 
@@ -68,6 +68,7 @@ def reconnecting_frames(spec: SourceSpec, opts: AvOptions, policy: RetryPolicy,
     failures = 0  # the loss plus failed attempts since frames last flowed; retry number = failures
     lost_at: float | None = None  # monotonic time of the last frame before the loss
     last_error = "not connected yet"
+    connected_once = False
     while not hooks.should_stop():
         if reader is None:
             if failures:
@@ -77,6 +78,12 @@ def reconnecting_frames(spec: SourceSpec, opts: AvOptions, policy: RetryPolicy,
             reader = AvReader(spec, opts, hooks.log, lambda i, r: hooks.count("corrupt_frames", 1))
             try:
                 reader.open()
+            except SourceRejected as exc:
+                if not connected_once:
+                    raise  # wrong path or credentials from the start: a config error, say so now
+                reader, last_error, failures = None, str(exc), failures + 1
+                hooks.log.warning("connect attempt failed: %s", last_error)
+                continue
             except SourceError as exc:
                 reader, last_error, failures = None, str(exc), failures + 1
                 hooks.log.warning("connect attempt failed: %s", last_error)
@@ -85,12 +92,15 @@ def reconnecting_frames(spec: SourceSpec, opts: AvOptions, policy: RetryPolicy,
         try:
             for frame in reader.frames():
                 if last_frame_at is None:
+                    connected_once = True
                     _connected(hooks, spec, lost_at, failures)
                     failures, lost_at = 0, None
                 last_frame_at = time.monotonic()
                 yield frame
                 if hooks.should_stop():
                     return
+            hooks.log.info("%s: stream ended (finite media)", spec.url)
+            return
         except StreamLost as exc:
             # Log the text, never the exception: a handler that keeps records (pytest's, a memory handler)
             # would keep its traceback, and with it the decoder and the last frames, alive.

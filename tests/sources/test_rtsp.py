@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from streamyolox.sources import SourceError
+from streamyolox.sources import SourceError, SourceRejected
 from streamyolox.stages.decode import DecodeStage
 from streamyolox.stages.packet import Packet
 from streamyolox.stages.testing import make_stage
@@ -124,3 +124,25 @@ def test_retries_forever_until_stopped(silent_port: int) -> None:
     assert list(stage.generate()) == []  # ends quietly on stop, no error
     stage.close()
     assert stage.ctx.counters["reconnect_attempts"] >= 2
+
+
+@pytest.mark.rtsp
+def test_wrong_path_fails_at_once(rtsp_server) -> None:
+    url = rtsp_server.url.replace("/stream", "/nope")
+    stage = live_stage(url, max_retries=None)
+    with pytest.raises(SourceRejected, match="404") as info:
+        list(stage.generate())  # no retries: a path the server does not know is a config error
+    stage.close()
+    assert "\n" not in str(info.value) and url in str(info.value)
+    assert "reconnect_attempts" not in stage.ctx.counters
+
+
+@pytest.mark.rtsp
+def test_udp_transport(rtsp_server, reference: list[np.ndarray]) -> None:
+    stage = live_stage(rtsp_server.url, transport="udp", reconnect=False, max_fps=5)
+    packets = list(stage.generate())
+    stage.close()
+    # Loopback UDP may lose a datagram; frames that arrive whole equal the file's.
+    assert len(packets) >= 45
+    exact = sum(np.array_equal(p.frame, reference[p.meta.frame]) for p in packets)
+    assert exact >= 0.9 * len(packets)
