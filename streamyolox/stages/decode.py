@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from streamyolox.detections import FrameMeta
 from streamyolox.sources import (
@@ -72,9 +72,9 @@ class DecodeConfig(StageConfig):
         threads: FFmpeg decoding threads (0: FFmpeg picks).
     """
 
-    url: str = ""
+    url: str
     stream: str | None = None
-    transport: str = "tcp"
+    transport: Literal["tcp", "udp"] = "tcp"
     open_timeout_s: float = 10.0
     read_timeout_s: float = 5.0
     stall_timeout_s: float = 5.0
@@ -86,7 +86,7 @@ class DecodeConfig(StageConfig):
     stride: int = 1
     loop: bool = False
     realtime: bool = False
-    on_corrupt: str = "skip"
+    on_corrupt: Literal["skip", "stop"] = "skip"
     width: int | None = None
     height: int | None = None
     fps: float | None = None
