@@ -176,10 +176,8 @@ class Receiver(threading.Thread):
             done[0] = True
             self.pending.append((edge, pickle.dumps(("C", producer_inc, slot))))
             if threading.get_ident() != self.ident_io:
-                try:
+                with contextlib.suppress(BlockingIOError):  # a full pipe: the receiver is awake anyway
                     os.write(self.wake_w, b"x")
-                except BlockingIOError:
-                    pass  # the pipe is full: the receiver is awake anyway
 
         return release
 
@@ -203,10 +201,8 @@ class Receiver(threading.Thread):
     def _flush(self) -> None:
         while self.pending:
             idx, msg = self.pending.popleft()
-            try:
+            with contextlib.suppress(zmq.Again):  # the producer is gone; its credits no longer matter
                 self.socks[idx].send(msg, zmq.NOBLOCK)
-            except zmq.Again:
-                pass  # the producer is gone; its credits no longer matter
 
     def _drain(self, idx: int, sock: zmq.Socket) -> None:
         while True:

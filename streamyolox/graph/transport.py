@@ -183,15 +183,14 @@ class SocketOutlet(Outlet):
         self._send([pickle.dumps((*head, seg.name, descs, stub), protocol=5)], abort)
 
     def send_eos(self) -> None:
-        if self.sock.poll(0, zmq.POLLOUT):
-            self.sock.send(pickle.dumps(("E",)))
+        if self.sock.poll(1000, zmq.POLLOUT):  # a full pipe means a consumer that no longer reads
+            self.sock.send(pickle.dumps(("E",)), zmq.NOBLOCK)
 
-    def close(self, unlink: bool = False) -> None:
+    def close(self, linger_ms: int = 0) -> None:
+        """Unmap the slots and close; `linger_ms` lets the end-of-stream message reach a live consumer."""
         for seg in self.segments.values():
             seg.close()
-            if unlink:
-                seg.unlink()
-        self.sock.close(linger=0)
+        self.sock.close(linger=linger_ms)
 
 
 def decode_message(frames: list[zmq.Frame], cache: SegmentCache) -> tuple[tuple, Packet | None]:

@@ -119,8 +119,9 @@ class StageProcess:
     def close(self) -> None:
         if self.receiver is not None:
             self.receiver.stop()
+        linger = 0 if self.abort.is_set() else 2000  # a clean end: let EOS reach the consumer
         for out in self.socket_outlets:
-            out.close()
+            out.close(linger)
         self.report.close(linger=2000)
         self.zctx.term()
 
