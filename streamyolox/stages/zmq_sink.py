@@ -183,6 +183,14 @@ class ZmqSink(Stage):
         assert self._zctx is not None
         # XPUB: a PUB that also reports subscriptions (to wait for them) and supports NODROP.
         sock = self._zctx.socket(zmq.XPUB)
+        try:
+            self._configure(sock, cfg)
+        except Exception:
+            sock.close(0)
+            raise
+        return sock
+
+    def _configure(self, sock: zmq.Socket, cfg: ZmqSinkConfig) -> None:
         sock.setsockopt(zmq.SNDHWM, cfg.hwm)
         sock.setsockopt(zmq.XPUB_VERBOSE, 1)
         sock.setsockopt(zmq.XPUB_NODROP, int(cfg.nodrop))
@@ -199,9 +207,7 @@ class ZmqSink(Stage):
         try:
             (sock.bind if cfg.mode == "bind" else sock.connect)(cfg.endpoint)
         except zmq.ZMQError as exc:
-            sock.close(0)
             raise ValueError(f"zmq.endpoint: cannot {cfg.mode} {cfg.endpoint!r}: {exc}") from exc
-        return sock
 
     def _drain_subscriptions(self) -> int:
         """Read pending (un)subscription messages (keeps their queue short); returns new subscriptions."""
@@ -248,6 +254,6 @@ class ZmqSink(Stage):
             self._auth.stop()
             self._auth = None
         if self._zctx is not None:
-            self._zctx.term()
+            self._zctx.destroy(linger=0)  # any socket a failed open() left; ours already lingered
             self._zctx = None
         return []
