@@ -16,6 +16,10 @@ from streamyolox.model.spec import ModelSpec
 from streamyolox.stages.packet import Packet
 
 
+class StopPipeline(Exception):
+    """Raised by a stage to end the whole run cleanly (e.g. `q` in the display window): exit 0, sinks flushed."""
+
+
 @dataclass
 class StageConfig:
     """Base of every stage's options dataclass (fields = YAML options, with types and defaults)."""
