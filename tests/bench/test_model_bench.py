@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +21,6 @@ def test_ort_bare_baseline_runs_the_official_export(nano_onnx: Path) -> None:
     row = bench_ort_bare(nano_onnx, threads=2, repeats=2, warmup=1)
     assert row.name == "ort-bare b1 416" and row.params["batch"] == 1 and row.params["threads"] == 2
     assert row.fps > 0 and 0 < row.p50_ms <= row.p99_ms and row.peak_rss_mb > 0
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Smoke tests share the CI cores with other work: one intra-op thread avoids oversubscription stalls.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
