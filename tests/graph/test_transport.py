@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import time
 import urllib.request
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def test_drop_oldest_keeps_newest(edge_pair) -> None:
     for i in range(20):  # never blocks: the receiver drops old packets and returns their slots
         out.send(_packet(i), NEVER)
     out.send_eos()
+    deadline = time.monotonic() + 10
+    while 0 not in inbox.ended and time.monotonic() < deadline:  # everything arrived, nothing consumed
+        time.sleep(0.01)
     got = []
     try:
         while True:
