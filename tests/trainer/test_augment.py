@@ -33,7 +33,7 @@ def _scene(count: int = 6, seed: int = 3, only_rectangles: bool = False):
         images[path] = sample.image
         records.append(ImageRecord(path, 160, sample.image.shape[0], sample.boxes, ids, i))
     if only_rectangles:  # redraw every object as a filled rectangle
-        for k, (i, _, box) in objects.items():
+        for i, _, box in objects.values():
             draw_shape(images[Path(f"img{i}.png")], 1, tuple(int(v) for v in box - [0, 0, 1, 1]))
     return records, images, objects
 
@@ -73,7 +73,7 @@ def _check(cfg: AugConfig, only_rectangles: bool, tol: float, inside_only: bool 
                 # the object's pixels near its box (a mosaic may show the same image twice)
                 on = (mask_img[0] - mask_img[1]) > 10  # any coverage: thin tips survive interpolation
                 near = np.zeros_like(on)
-                x1, y1, x2, y2 = (box + [-3 * tol, -3 * tol, 3 * tol, 3 * tol]).round().astype(int).clip(0)
+                x1, y1, x2, y2 = (box + np.array([-3, -3, 3, 3]) * tol).round().astype(int).clip(0)
                 near[y1:y2, x1:x2] = on[y1:y2, x1:x2]
                 ys, xs = np.nonzero(near)
                 assert len(xs), f"object {k} has a box but no pixels"

@@ -104,9 +104,9 @@ def _official(boxes, cls, obj, centres, strides, gt, gt_cls, num_classes):
     """Literal port of official YOLOX 0.1 get_in_boxes_info + get_assignments + simota_matching."""
     num_gt = len(gt)
     x_c, y_c = centres[:, 0][None].repeat(num_gt, 1), centres[:, 1][None].repeat(num_gt, 1)
-    l, r = (gt[:, 0] - 0.5 * gt[:, 2])[:, None], (gt[:, 0] + 0.5 * gt[:, 2])[:, None]
+    left, r = (gt[:, 0] - 0.5 * gt[:, 2])[:, None], (gt[:, 0] + 0.5 * gt[:, 2])[:, None]
     t, b = (gt[:, 1] - 0.5 * gt[:, 3])[:, None], (gt[:, 1] + 0.5 * gt[:, 3])[:, None]
-    is_in_boxes = torch.stack([x_c - l, y_c - t, r - x_c, b - y_c], 2).min(dim=-1).values > 0.0
+    is_in_boxes = torch.stack([x_c - left, y_c - t, r - x_c, b - y_c], 2).min(dim=-1).values > 0.0
     rad = 2.5 * strides[None]
     cl, cr, ct, cb = gt[:, 0:1] - rad, gt[:, 0:1] + rad, gt[:, 1:2] - rad, gt[:, 1:2] + rad
     is_in_centers = torch.stack([x_c - cl, y_c - ct, cr - x_c, cb - y_c], 2).min(dim=-1).values > 0.0

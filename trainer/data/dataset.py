@@ -1,4 +1,4 @@
-"""Torch datasets for training (mosaic / mixup / affine / HSV / flip) and evaluation (letterbox only)."""
+"""The training dataset (mosaic / mixup / affine / HSV / flip) and its loader helpers."""
 
 from __future__ import annotations
 
@@ -89,33 +89,10 @@ def boxes_to_labels(boxes: np.ndarray, classes: np.ndarray, min_side: float = 1.
     return labels[keep].astype(np.float32).reshape(-1, 5)
 
 
-class EvalDataset(Dataset):
-    """Letterboxed images for evaluation. Item: ``(image float32 [3, h, w], index, ratio)``."""
-
-    def __init__(self, records: Sequence[ImageRecord], input_size: tuple[int, int],
-                 reader: Reader = read_image) -> None:
-        self.records = list(records)
-        self.input_size = input_size
-        self.reader = reader
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int, float]:
-        img = self.reader(self.records[index].path)
-        padded, ratio = letterbox(img, self.input_size)
-        return to_tensor_layout(padded), index, ratio
-
-
 def collate_train(batch: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Stack images [B, 3, h, w]; keep the labels as a list of [N_i, 5] tensors."""
     images = torch.from_numpy(np.stack([b[0] for b in batch]))
     return images, [torch.from_numpy(b[1]) for b in batch]
-
-
-def collate_eval(batch: list[tuple[np.ndarray, int, float]]) -> tuple[torch.Tensor, list[int], list[float]]:
-    images = torch.from_numpy(np.stack([b[0] for b in batch]))
-    return images, [b[1] for b in batch], [b[2] for b in batch]
 
 
 def worker_init(worker_id: int) -> None:
