@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ from streamyolox.sources import (
     parse_source,
     reconnecting_frames,
 )
+from streamyolox.sources.background import BackgroundIterator, Mailbox
 from streamyolox.sources.images import read_images
 from streamyolox.sources.reconnect import sleep_unless_stopped
 from streamyolox.stages.base import Stage, StageConfig
@@ -160,9 +161,12 @@ class DecodeStage(Stage):
             yield from self._image_frames()
             return
         if self.spec.live:
-            frames = reconnecting_frames(self.spec, self.av_opts, self._retry_policy(), self._hooks(),
-                                         self._reader)
-            self._reader = None  # owned by the reconnect loop now
+            first, self._reader = self._reader, None  # owned by the reconnect loop from now on
+            policy, mailbox = self._retry_policy(), Mailbox()
+            frames: BackgroundIterator[RawFrame] = BackgroundIterator(
+                lambda stopped: reconnecting_frames(self.spec, self.av_opts, policy,
+                                                    self._hooks(stopped, mailbox), first),
+                self._stopped, name=f"{self.stream_id}-reader", mailbox=mailbox)
             for index, raw in enumerate(frames):
                 yield index, raw, {}
             return
@@ -172,8 +176,10 @@ class DecodeStage(Stage):
         cfg: DecodeConfig = self.config
         return RetryPolicy(cfg.reconnect, cfg.max_retries, cfg.backoff_initial_s, cfg.backoff_max_s)
 
-    def _hooks(self) -> SourceHooks:
-        return SourceHooks(self.ctx.log, self.ctx.count, self.ctx.set_value, self._stopped)
+    def _hooks(self, stopped: Callable[[], bool], mailbox: Mailbox) -> SourceHooks:
+        """Hooks for the reader thread: counters reach the context through `mailbox`, in this thread."""
+        return SourceHooks(self.ctx.log, lambda name, n: mailbox.post(self.ctx.count, name, n),
+                           lambda name, v: mailbox.post(self.ctx.set_value, name, v), stopped)
 
     def _file_frames(self) -> Iterator[tuple[int, RawFrame, dict[str, Any]]]:
         """A file's frames in order; with `loop`, again and again with a continuing PTS and index."""

@@ -146,3 +146,25 @@ def test_udp_transport(rtsp_server, reference: list[np.ndarray]) -> None:
     assert len(packets) >= 45
     exact = sum(np.array_equal(p.frame, reference[p.meta.frame]) for p in packets)
     assert exact >= 0.9 * len(packets)
+
+
+@pytest.mark.rtsp
+def test_stop_is_prompt_while_a_read_hangs(rtsp_server) -> None:
+    """A stop request ends `generate()` at once although the reader sits in a read (server frozen)."""
+    stage = live_stage(rtsp_server.url, read_timeout_s=5, stall_timeout_s=5)
+    stop = threading.Event()
+    stage.ctx.should_stop = stop.is_set
+    gen = stage.generate()
+    take(gen, 20)
+    rtsp_server.pause(True)
+    try:
+        time.sleep(0.5)
+        threading.Timer(0.5, stop.set).start()
+        started = time.monotonic()
+        rest = list(gen)
+        took = time.monotonic() - started
+        stage.close()
+    finally:
+        rtsp_server.pause(False)
+    assert took < 1.5, f"generate() took {took:.2f} s to stop; the hung read lasts 5 s"
+    assert len(rest) < 30  # only what was already decoded and buffered
