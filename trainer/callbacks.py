@@ -51,9 +51,8 @@ class ProgressBar(Callback):
         info = f"mAP {ev.map:.3f} mAP50 {ev.map50:.3f}" if ev else ""
         self.progress.update(self.run_task, advance=1, info=info)
         self.progress.remove_task(self.epoch_task)
-        if ev:
-            self.progress.console.print(f"epoch {trainer.epoch + 1}: loss {trainer.epoch_losses.get('total', 0):.3f}"
-                                        f"  {info}  ({trainer.epoch_time:.1f}s)")
+        self.progress.console.print(f"epoch {trainer.epoch + 1}/{trainer.cfg.epochs}: loss "
+                                    f"{trainer.epoch_losses.get('total', 0):.3f}  {info}  ({trainer.epoch_time:.1f}s)")
 
     def after_train(self, trainer: Trainer) -> None:
         self.progress.stop()

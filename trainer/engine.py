@@ -207,7 +207,8 @@ class Trainer:
         result = evaluate(self.eval_model, data, self.cfg.input_size, self.device,
                           batch=max(self.cfg.batch // self.dist.world_size, 1), workers=self.cfg.workers,
                           conf=self.cfg.eval_conf, nms=self.cfg.eval_nms)
-        log.info("epoch %d: %s", self.epoch + 1, result.table())
+        log.info("epoch %d: mAP@[.5:.95] %.4f mAP@.5 %.4f on %d images", self.epoch + 1, result.map,
+                 result.map50, len(data))
         return result
 
     def _build_model(self) -> YOLOX:

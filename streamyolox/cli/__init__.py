@@ -15,6 +15,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "subscribe",
     "keys",
+    "train",
+    "eval",
 )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,3 +67,19 @@ def test_checkpoint_runs_in_detect(trained: tuple[Path, Path, float], tmp_path: 
     expected = {CLASS_NAMES[[3, 7, 11].index(a["category_id"])] for a in truth["annotations"]
                 if a["image_id"] == 100}
     assert {d["class_name"] for d in dets} >= expected
+
+
+def test_checkpoint_runs_in_pipeline(trained: tuple[Path, Path, float], tmp_path: Path) -> None:
+    """`streamyolox run pipelines/demo.yaml --set model.weights=best.pth` on the training images."""
+    ann, run, _ = trained
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "streamyolox", "run", str(repo / "pipelines" / "demo.yaml"), "--no-dashboard",
+           "--set", f"stages.source.url={ann.parent / 'images'}", "--set", f"model.weights={run / 'best.pth'}",
+           "--set", f"stages.json.path={out}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=repo)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 8
+    names = {d["class_name"] for r in records for d in r["detections"]}
+    assert names and names <= set(CLASS_NAMES)
