@@ -30,10 +30,14 @@ class StageMetrics:
         self.busy_s = 0.0
         self.ages: list[float] = []
         self.state = "starting"
+        self.first_t: float | None = None  # wall-clock of the first and last packet handled
+        self.last_t: float | None = None
 
     def record(self, n_in: int, n_out: int, busy_s: float, capture_times: list[float]) -> None:
         now = time.time()
         with self.lock:
+            self.first_t = self.first_t or now - busy_s
+            self.last_t = now
             self.frames_in += n_in
             self.frames_out += n_out
             self.busy_s += busy_s
@@ -46,7 +50,8 @@ class StageMetrics:
             ages, self.ages = self.ages, []
             return {"stage": self.stage_id, "state": self.state, "frames_in": self.frames_in,
                     "frames_out": self.frames_out, "busy_s": self.busy_s, "ages": ages,
-                    "counters": dict(counters), "queue": depths, "dropped": drops, "time": time.time()}
+                    "counters": dict(counters), "queue": depths, "dropped": drops, "time": time.time(),
+                    "first_t": self.first_t, "last_t": self.last_t}
 
 
 @dataclass
@@ -68,6 +73,7 @@ class StageStats:
     reservoir: list[float] = field(default_factory=list)
     first_time: float | None = None
     last_time: float | None = None
+    active: tuple[float, float] | None = None  # (first, last) packet time, for the run's average fps
     error: str | None = None
     # frames of earlier incarnations, so counts survive a restart
     base_in: int = 0
@@ -107,6 +113,9 @@ class MetricsBoard:
             st.queue, st.counters = snap["queue"], snap["counters"]
             st.dropped = {k: st.dropped.get(k, 0) if v < st.dropped.get(k, 0) else v
                           for k, v in snap["dropped"].items()}
+            if snap.get("first_t") is not None:
+                first = snap["first_t"] if st.active is None else min(st.active[0], snap["first_t"])
+                st.active = (first, snap["last_t"])
             st.recent.extend(snap["ages"])
             room = AGE_RESERVOIR - len(st.reservoir)
             st.reservoir.extend(snap["ages"][:room])
@@ -132,13 +141,20 @@ class MetricsBoard:
                 out.append({
                     "stage": st.stage, "kind": st.kind, "state": st.state,
                     "frames_in": st.frames_in, "frames_out": st.frames_out,
-                    "fps": max(st.frames_in, st.frames_out) / elapsed if final else st.fps,
+                    "fps": self._average_fps(st, elapsed) if final else st.fps,
                     "busy_s": round(st.busy_s, 3), "busy_pct": 100 * st.busy_s / elapsed,
                     "age_s": st.percentiles(recent=not final),
                     "queue": dict(st.queue), "dropped": sum(st.dropped.values()),
                     "restarts": st.restarts, "counters": dict(st.counters), "error": st.error,
                 })
             return out
+
+    @staticmethod
+    def _average_fps(st: StageStats, elapsed: float) -> float:
+        """Frames over the time between the stage's first and last packet (start-up excluded)."""
+        frames = max(st.frames_in, st.frames_out)
+        span = st.active[1] - st.active[0] if st.active else 0.0
+        return frames / span if span > 0 and frames > 1 else frames / elapsed
 
     def summary(self) -> dict[str, Any]:
         return {"elapsed_s": time.time() - self.started, "stages": self.rows(final=True)}

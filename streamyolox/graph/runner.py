@@ -33,8 +33,8 @@ from streamyolox.graph.worker import ProcessPlan, child_main
 
 log = logging.getLogger("streamyolox.run")
 DRAIN_S = 1.0  # after a stop signal, how long stages may drain before they abort
-TERM_S = 1.6  # ... before stragglers get SIGTERM
-KILL_S = 2.2  # ... and SIGKILL
+TERM_S = 1.4  # ... before stragglers get SIGTERM
+KILL_S = 1.8  # ... and SIGKILL (so every stage is gone within 2 s)
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
@@ -221,6 +221,9 @@ class Supervisor:
             if on_tick is not None:
                 on_tick()
         self._drain_reports()
+        if self.signal is not None and self.stop_time is not None:
+            log.info("all stages stopped %.2f s after %s", time.monotonic() - self.stop_time,
+                     signal.Signals(self.signal).name)
 
     def close(self) -> None:
         """Make sure no process survives, then unlink every segment and socket file of the run."""
