@@ -24,7 +24,8 @@ from trainer.data.sizes import read_image
 
 @dataclass
 class EvalResult:
-    """COCO metrics: ``map`` = AP@[.5:.95], ``map50`` = AP@.5, the 12 COCOeval stats, AP per class name."""
+    """COCO metrics: ``map`` = AP@[.5:.95], ``map50`` = AP@.5, the 12 COCOeval stats, and AP@[.5:.95] per
+    class name (classes with ground truth in the evaluated images)."""
 
     map: float
     map50: float
@@ -86,7 +87,9 @@ def coco_score(gt: dict[str, Any], results: Sequence[dict[str, Any]], image_ids:
         coco_gt.dataset = gt
         coco_gt.createIndex()
         if not results:
-            return EvalResult(0.0, 0.0, [0.0] * 12, {n: 0.0 for n in class_names})
+            present = {a["category_id"] for a in gt.get("annotations", []) if a.get("image_id") in set(image_ids)}
+            names = {class_names[i]: 0.0 for i, c in enumerate(category_ids) if c in present}
+            return EvalResult(0.0, 0.0, [0.0] * 12, names)
         coco_dt = coco_gt.loadRes(list(results))
         ev = COCOeval(coco_gt, coco_dt, "bbox")
         ev.params.imgIds = list(image_ids)
@@ -99,7 +102,8 @@ def coco_score(gt: dict[str, Any], results: Sequence[dict[str, Any]], image_ids:
         if cat in category_ids:
             p = precision[:, :, k, 0, -1]
             valid = p[p > -1]
-            per_class[class_names[list(category_ids).index(cat)]] = float(valid.mean()) if valid.size else 0.0
+            if valid.size:  # -1 everywhere: no ground truth of this class in these images
+                per_class[class_names[list(category_ids).index(cat)]] = float(valid.mean())
     stats = [float(s) for s in ev.stats]
     return EvalResult(max(stats[0], 0.0), max(stats[1], 0.0), stats, per_class)
 
