@@ -42,7 +42,7 @@ def default_input_size(weights: str | Path | None, name: str) -> tuple[int, int]
     size = _project_meta(weights).get("input_size") if weights else None
     if size:
         return (int(size[0]), int(size[1]))
-    from streamyolox.model import ZOO, canonical_name
+    from streamyolox.model.zoo import ZOO, canonical_name
 
     try:
         return ZOO[canonical_name(name)].test_size
