@@ -1,0 +1,130 @@
+"""display sink under Xvfb: the screen shows the annotated frames, `q` (sent with xdotool) ends the run
+with exit 0; without a display, open() fails with one line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamyolox.draw import class_color
+from streamyolox.stages.display import DisplaySink, x_display_error
+from streamyolox.stages.testing import make_stage
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def read_xwd(path: Path) -> np.ndarray:
+    """A 24/32-bit TrueColor XWD screen dump (what `Xvfb -fbdir` keeps up to date) as BGR [H, W, 3]."""
+    data = path.read_bytes()
+    fields = np.frombuffer(data[:100], ">u4")
+    header_size, width, height, byte_order, bpp, stride, ncolors = (int(fields[i]) for i in (0, 4, 5, 7, 11, 12, 19))
+    assert bpp == 32 and byte_order == 0, f"unexpected XWD layout: {bpp} bpp, byte order {byte_order}"
+    start = header_size + 12 * ncolors
+    pixels = np.frombuffer(data, np.uint8, height * stride, start).reshape(height, stride)
+    return pixels[:, : width * 4].reshape(height, width, 4)[:, :, :3]
+
+
+@pytest.fixture()
+def xvfb(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A private Xvfb server: (DISPLAY value, its framebuffer dump file)."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb xdotool)")
+    number = next(n for n in range(150, 250) if not Path(f"/tmp/.X{n}-lock").exists()
+                  and not Path(f"/tmp/.X11-unix/X{n}").exists())
+    proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1024x768x24", "-fbdir", str(tmp_path),
+                             "-nolisten", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while x_display_error(f":{number}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if x_display_error(f":{number}"):
+            pytest.skip(f"Xvfb :{number} did not start")
+        yield f":{number}", tmp_path / "Xvfb_screen0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+_VIEWER = textwrap.dedent("""
+    import sys, time, numpy as np
+    from streamyolox.detections import Detections, FrameMeta
+    from streamyolox.stages.base import StopPipeline
+    from streamyolox.stages.display import DisplaySink
+    from streamyolox.stages.packet import Packet
+    from streamyolox.stages.testing import run_stage
+
+    def packets():
+        for i in range(100000):
+            frame = np.full((360, 640, 3), 128, np.uint8)
+            dets = Detections([[60, 80, 260, 300], [380, 120, 600, 330]], [0.9, 0.7], [0, 2])
+            yield Packet(FrameMeta("cam", i, i / 30, time.time(), 640, 360), frame, detections=dets)
+            if i == 20:
+                print("shown", flush=True)
+            time.sleep(1 / 30)
+        print("never stopped", flush=True)
+
+    try:
+        run_stage(DisplaySink, packets(), {"title": "streamyolox-test"})
+    except StopPipeline as exc:
+        print("stopped:", exc, flush=True)
+""")
+
+
+def test_window_shows_the_boxes_and_q_stops_with_exit_0(xvfb: tuple[str, Path]) -> None:
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool is not installed (apt-get install xdotool)")
+    display, screen_dump = xvfb
+    env = {**os.environ, "DISPLAY": display, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", _VIEWER], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "shown"
+        screen = read_xwd(screen_dump)
+        grey = (screen == 128).all(axis=2).sum()
+        person = (screen == np.array(class_color(0), np.uint8)).all(axis=2).sum()
+        car = (screen == np.array(class_color(2), np.uint8)).all(axis=2).sum()
+        print(f"screenshot: {grey} frame pixels, {person} person-box pixels, {car} car-box pixels")
+        assert grey > 0.8 * 640 * 360 and person > 2 * (200 + 220) and car > 2 * (220 + 210)
+        window = subprocess.run(["xdotool", "search", "--name", "streamyolox-test"], env=env,
+                                capture_output=True, text=True, timeout=10).stdout.split()
+        assert window, "the display window was not found by its title"
+        subprocess.run(["xdotool", "windowfocus", "--sync", window[0]], env=env, timeout=10, check=True)
+        subprocess.run(["xdotool", "key", "q"], env=env, timeout=10, check=True)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "stopped: display: q pressed" in out
+
+
+def test_open_without_a_display_fails_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(RuntimeError, match=r"^display sink: no display \(\$DISPLAY is not set\)") as info:
+        make_stage(DisplaySink).open()
+    assert "\n" not in str(info.value)
+
+
+def test_an_x_server_that_does_not_answer_is_a_one_line_error_not_a_crash() -> None:
+    free = next(n for n in range(900, 999) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    reason = x_display_error(f":{free}")
+    assert reason is not None and reason.startswith(f"cannot open display ':{free}'")
+
+
+def test_pyav_loaded_in_the_same_process_is_refused_instead_of_hanging(xvfb: tuple[str, Path]) -> None:
+    code = ("import av\nfrom streamyolox.stages.display import DisplaySink\n"
+            "from streamyolox.stages.testing import make_stage\nmake_stage(DisplaySink).open()\n")
+    env = {**os.environ, "DISPLAY": xvfb[0], "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "PyAV is loaded in this process" in result.stderr
