@@ -2,6 +2,7 @@
 
     python examples/webcam_demo.py                 # webcam:0
     python examples/webcam_demo.py --camera webcam:1 --device cuda
+    python examples/webcam_demo.py --camera clip.mp4     # a clip as a camera: looped at its frame rate
 
 Runs `pipelines/webcam_demo.yaml` through `streamyolox run`. Without a camera it says so in one line and
 exits 1; without the `display` sink (or without a screen) it writes JSON lines to stdout instead.
@@ -63,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
             f"stages.source.height={height}", f"stages.source.fps={args.fps:g}", f"model.device={args.device}"]
     if args.weights:
         sets.append(f"model.weights={args.weights}")
+    if parse_source(args.camera).kind == "file":  # a clip stands in for a camera: endless, at its frame rate
+        sets += ["stages.source.realtime=true", "stages.source.loop=true"]
     if not window_available():
         print("webcam_demo: no display sink or screen: writing JSON lines to stdout", file=sys.stderr)
-        sets += ["stages.window.kind=json", "stages.window.path=-"]
+        sets.append("stages.window.kind=json")  # the json sink writes to stdout by default
     return streamyolox_main(["run", str(PIPELINE), *[a for s in sets for a in ("--set", s)]])
 
 
