@@ -195,3 +195,36 @@ def test_killed_fragmented_writer_leaves_a_playable_file(tmp_path: Path) -> None
     print(f"SIGKILL fragmented: exit {rc}, {len(frames)} frames decoded")
     # Fragments close at keyframes (1 s here) and the encoder holds some frames back: at least the first.
     assert rc == -signal.SIGKILL and len(frames) >= 30
+
+
+def test_shipped_file_to_mp4_pipeline_draws_the_detections_it_reports(
+        street_720p: Path, nano_pth: Path, tmp_path: Path) -> None:
+    """`streamyolox run pipelines/file_to_mp4.yaml` on the 720p clip: 300 frames, boxes where the JSON says."""
+    import json
+
+    mp4, jsonl = tmp_path / "street.mp4", tmp_path / "street.jsonl"
+    cmd = [sys.executable, "-m", "streamyolox", "run", str(REPO / "pipelines" / "file_to_mp4.yaml"),
+           "--no-dashboard", "--set", f"stages.source.url={street_720p}", "--set", f"model.weights={nano_pth}",
+           "--set", f"stages.mp4.path={mp4}", "--set", f"stages.json.path={jsonl}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    frames, _, info = decode(mp4)
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(frames) == len(records) == 300 and info["size"] == (1280, 720) and info["rate"] == 30
+    source, _, _ = decode(street_720p)
+    inside, outside, vs_expected = [], [], []
+    for i in range(0, 300, 30):
+        dets = Detections.from_json(records[i]["detections"])
+        assert len(dets) > 0
+        expected = annotate(source[i], dets)
+        drawn = (expected != source[i]).any(axis=2)
+        near = cv2.dilate(drawn.astype(np.uint8), np.ones((17, 17), np.uint8)).astype(bool)
+        diff = np.abs(frames[i].astype(np.int16) - source[i].astype(np.int16)).mean(axis=2)
+        inside.append(diff[drawn].mean())
+        outside.append(diff[~near].mean())
+        vs_expected.append(np.abs(frames[i].astype(np.int16) - expected).mean(axis=2)[drawn].mean())
+    print(f"pipeline: mean |out - src| on drawn pixels {np.mean(inside):.1f}, elsewhere {np.mean(outside):.2f}; "
+          f"|out - annotate(src, json detections)| on drawn pixels {np.mean(vs_expected):.1f}")
+    # The boxes are drawn, they are exactly the reported detections (up to codec noise), the rest is the source.
+    assert min(inside) > 30 and max(vs_expected) < 20 and max(outside) < 4.0
