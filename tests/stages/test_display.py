@@ -128,3 +128,51 @@ def test_pyav_loaded_in_the_same_process_is_refused_instead_of_hanging(xvfb: tup
     env = {**os.environ, "DISPLAY": xvfb[0], "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "PyAV is loaded in this process" in result.stderr
+
+
+_PIPELINE = """
+name: display_e2e
+model: {{name: yolox-nano, weights: "{weights}", device: cpu}}
+stages:
+  source: {{kind: decode, url: "{video}", realtime: true, loop: true}}
+  pre: {{kind: letterbox, inputs: [source], size: 416, policy: drop_oldest, queue: 2}}
+  detect: {{kind: yolox, inputs: [pre], policy: drop_oldest, queue: 2}}
+  post: {{kind: nms, inputs: [detect], policy: drop_oldest, queue: 2}}
+  window: {{kind: display, inputs: [post], title: e2e-window, policy: drop_oldest, queue: 2}}
+"""
+
+
+def test_q_in_the_window_ends_streamyolox_run_with_exit_0(xvfb: tuple[str, Path], street_720p: Path,
+                                                          nano_pth: Path, tmp_path: Path) -> None:
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool is not installed (apt-get install xdotool)")
+    if not any("StopPipeline" in p.read_text() for p in (REPO / "streamyolox" / "graph").glob("*.py")):
+        pytest.skip("the runtime does not handle StopPipeline yet (issue 3)")
+    display, screen_dump = xvfb
+    env = {**os.environ, "DISPLAY": display, "PYTHONPATH": str(REPO)}
+    spec = tmp_path / "display.yaml"
+    spec.write_text(_PIPELINE.format(weights=nano_pth, video=street_720p))
+    run = subprocess.Popen([sys.executable, "-m", "streamyolox", "run", str(spec), "--no-dashboard"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        window: list[str] = []
+        deadline = time.monotonic() + 120
+        while not window and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.5)
+            window = subprocess.run(["xdotool", "search", "--name", "e2e-window"], env=env,
+                                    capture_output=True, text=True, timeout=10).stdout.split()
+        assert window, "no display window appeared"
+        person = 0  # pixels in the person colour: the street clip has many people, boxed and labelled
+        while person <= 500 and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.5)  # the model loads, then frames with detections reach the window
+            person = (read_xwd(screen_dump) == np.array(class_color(0), np.uint8)).all(axis=2).sum()
+        print(f"screenshot: {person} pixels in the person colour")
+        assert person > 500
+        subprocess.run(["xdotool", "windowfocus", "--sync", window[0]], env=env, timeout=10, check=True)
+        subprocess.run(["xdotool", "key", "q"], env=env, timeout=10, check=True)
+        _, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, err[-2000:]
