@@ -228,3 +228,27 @@ def test_shipped_file_to_mp4_pipeline_draws_the_detections_it_reports(
           f"|out - annotate(src, json detections)| on drawn pixels {np.mean(vs_expected):.1f}")
     # The boxes are drawn, they are exactly the reported detections (up to codec noise), the rest is the source.
     assert min(inside) > 30 and max(vs_expected) < 20 and max(outside) < 4.0
+
+
+def test_sigint_of_streamyolox_run_leaves_a_playable_mp4(street_720p: Path, nano_pth: Path, tmp_path: Path) -> None:
+    mp4, jsonl = tmp_path / "int.mp4", tmp_path / "int.jsonl"
+    cmd = [sys.executable, "-m", "streamyolox", "run", str(REPO / "pipelines" / "file_to_mp4.yaml"),
+           "--no-dashboard", "--set", f"stages.source.url={street_720p}", "--set", f"model.weights={nano_pth}",
+           "--set", f"stages.mp4.path={mp4}", "--set", f"stages.json.path={jsonl}"]
+    run = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and run.poll() is None and (
+                not jsonl.exists() or len(jsonl.read_text().splitlines()) < 40):
+            time.sleep(0.2)
+        run.send_signal(signal.SIGINT)
+        rc = run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    frames, _, info = decode(mp4)
+    lines = len(jsonl.read_text().splitlines())
+    print(f"SIGINT of streamyolox run: exit {rc}, {len(frames)} frames in the MP4, {lines} JSON lines")
+    assert 40 <= len(frames) < 300 and info["frames"] == len(frames) and info["rate"] == 30
