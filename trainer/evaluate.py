@@ -12,8 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -82,6 +80,9 @@ def predict(model: nn.Module, data: DetectionData, input_size: tuple[int, int], 
 def coco_score(gt: dict[str, Any], results: Sequence[dict[str, Any]], image_ids: Sequence[int],
                class_names: Sequence[str], category_ids: Sequence[int]) -> EvalResult:
     """Score `results` against the COCO ground truth dict with pycocotools, over `image_ids` only."""
+    from pycocotools.coco import COCO  # imported here: training itself must not need pycocotools
+    from pycocotools.cocoeval import COCOeval
+
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = gt

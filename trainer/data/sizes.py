@@ -6,7 +6,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -15,6 +14,8 @@ def image_size(path: Path) -> tuple[int, int]:
     Raises:
         ValueError: the file is not a readable image.
     """
+    from PIL import Image  # header-only size reads; imported here so training needs no Pillow
+
     try:
         with Image.open(path) as im:
             return int(im.width), int(im.height)
