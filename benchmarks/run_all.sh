@@ -20,11 +20,12 @@ for f in "$VIDEO" "$WEIGHTS"; do
 done
 mkdir -p benchmarks/results
 DEMO_JSON=$(mktemp --suffix=.json)
-trap 'rm -f "$DEMO_JSON"' EXIT
+DEMO_LOG=$(mktemp --suffix=.log)
+trap 'rm -f "$DEMO_JSON" "$DEMO_LOG"' EXIT
 
 echo "== official YOLOX demo baseline" >&2
 "$PY" benchmarks/official_demo_baseline.py --path "$VIDEO" --ckpt "$WEIGHTS" --json "$DEMO_JSON" \
-  2> "$OUT.demo.log"
+  2> "$DEMO_LOG" || { tail -5 "$DEMO_LOG" >&2; exit 1; }
 
 echo "== streamyolox bench all" >&2
 "$PY" -m streamyolox bench all --weights "$WEIGHTS" \

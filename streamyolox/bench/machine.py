@@ -74,6 +74,8 @@ def machine_info() -> dict[str, Any]:
         "cores_usable": len(affinity),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "gpu": gpu_name(),
+        # other work on the machine skews every number: the 1/5/15-minute load when the document was written
+        "load_avg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "os": platform.platform(),
         "versions": versions(),
         "commit": git_commit(),

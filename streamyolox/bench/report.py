@@ -96,7 +96,8 @@ def markdown(document: dict[str, Any]) -> str:
     m = document["machine"]
     lines = [f"Measured {m['date']} at commit `{m['commit']}` on {m['cpu_model']} "
              f"({m['cores_usable']} usable cores, {m['memory_gb']} GB), GPU: {m['gpu'] or 'none'}; "
-             f"torch {m['versions'].get('torch')}, onnxruntime {m['versions'].get('onnxruntime')}.", ""]
+             f"torch {m['versions'].get('torch')}, onnxruntime {m['versions'].get('onnxruntime')}; "
+             f"load average (1/5/15 min) at the end: {m.get('load_avg')}.", ""]
     if document.get("targets"):
         lines += ["| target | value | goal | met |", "| --- | ---: | --- | --- |"]
         lines += [f"| {t['target']} | {t['value']:,.2f} | {t['goal']} | {'yes' if t['met'] else '**no**'} |"
