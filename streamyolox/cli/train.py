@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-aug-epochs", type=int, default=15, help="last epochs without mosaic/mixup (+ L1)")
     p.add_argument("--warmup-epochs", type=int, default=5)
     p.add_argument("--lr-per-img", type=float, default=0.01 / 64, help="lr = this x batch (0.01/64)")
+    p.add_argument("--iou-loss", choices=["iou", "giou"], default="iou", help="box loss: 1 - IoU^2 (official) "
+                   "or 1 - GIoU")
     p.add_argument("--eval-interval", type=int, default=10)
     p.add_argument("--save-interval", type=int, default=1)
     p.add_argument("--workers", type=int, default=4)
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                           no_aug_epochs=min(args.no_aug_epochs, args.epochs), ema_decay=None if args.no_ema else 0.9998,
                           amp=not args.no_amp, eval_interval=args.eval_interval, save_interval=args.save_interval,
                           workers=args.workers, device=args.device, output=args.output, resume=args.resume,
-                          seed=args.seed, freeze_bn=args.freeze_bn, aug=aug)
+                          seed=args.seed, freeze_bn=args.freeze_bn, iou_type=args.iou_loss, aug=aug)
         train = load_data(args.data, "train", args.images)
         if args.val:
             val = load_data(args.val, "val")

@@ -44,7 +44,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, nano_pth: Path) -> tuple[P
 
 def test_overfit_reaches_map50(trained: tuple[Path, Path, float]) -> None:
     _, run, seconds = trained
-    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     losses = [float(r["loss_total"]) for r in rows]
     scored = [float(r["map50"]) for r in rows if r["map50"]]
     print(f"overfit: {len(rows)} epochs in {seconds:.1f}s, loss {losses[0]:.3f} -> {losses[-1]:.3f}, "

@@ -21,7 +21,7 @@ def test_train_then_eval_yolo_folder(tmp_path: Path, capsys: pytest.CaptureFixtu
                "--no-aug-epochs", "1", "--warmup-epochs", "1", "--no-progress"])
     assert rc == 0
     assert {"best.pth", "last.pth", "metrics.csv", "tensorboard"} <= {p.name for p in run.iterdir()}
-    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     assert [r["epoch"] for r in rows] == ["1", "2"] and rows[-1]["map"] != ""
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     capsys.readouterr()

@@ -84,6 +84,6 @@ def _train_tiny_set() -> None:
         opt.zero_grad()
         out["total"].backward()
         opt.step()
-        history.append(float(out["total"]))
+        history.append(float(out["total"].detach()))
     print("tiny set: loss", " ".join(f"{v:.2f}" for v in history))
     assert np.mean(history[-5:]) < 0.75 * np.mean(history[:3])
