@@ -24,6 +24,7 @@ class TrainConfig:
         no_aug_epochs: last epochs without mosaic/mixup/affine, with the L1 loss.
         ema_decay: EMA of the weights (None: off); the ramp ``decay * (1 - exp(-updates / 2000))``.
         amp: mixed precision (CUDA only).
+        resume: True continues from ``<output>/last.pth``; a path continues from that file.
         eval_interval: evaluate every N epochs (and every no-aug epoch, and the last one).
         save_interval: write ``last.pth`` every N epochs (and after the last); ``best.pth`` is written
             whenever an evaluation improves mAP.
@@ -55,7 +56,7 @@ class TrainConfig:
     workers: int = 4
     device: str = "auto"
     output: str = "runs/exp"
-    resume: bool = False
+    resume: bool | str = False
     seed: int = 0
     freeze_bn: bool = False
     progress: bool = True
