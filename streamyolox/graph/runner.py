@@ -58,8 +58,8 @@ def _edge_kind_and_address(spec: PipelineSpec, src: str, dst: str, index: int, r
     s, d = spec.stages[src], spec.stages[dst]
     if d.worker is not None and d.worker == s.worker:
         return "inproc", ""
-    if d.endpoint is not None:
-        host, _, port = d.endpoint.rpartition(":")
+    if d.listen is not None:
+        host, _, port = d.listen.rpartition(":")
         return "tcp", f"{host}:{int(port) + d.inputs.index(src)}"
     return "ipc", f"ipc://{run_dir}/e{index}"
 
@@ -70,7 +70,7 @@ def plan_edges(spec: PipelineSpec, run_dir: str, prefix: str, only: set[str]) ->
     for i, (src, dst) in enumerate(spec.edges()):
         kind, address = _edge_kind_and_address(spec, src, dst, i, run_dir)
         if (src in only) != (dst in only) and kind != "tcp":
-            raise SpecError(f"stages.{dst}.endpoint: required: its input {src!r} runs on another host")
+            raise SpecError(f"stages.{dst}.listen: required: its input {src!r} runs on another host")
         d = spec.stages[dst]
         slots = d.queue + (3 if d.policy == "drop_oldest" else 2)
         edges.append(EdgeInfo(i, src, dst, kind, address, d.queue, d.policy, slots, prefix))  # type: ignore[arg-type]
@@ -189,6 +189,10 @@ class Supervisor:
                 self.board.update(msg[1])
             elif msg[0] == "error":
                 self.board.set_state(msg[1], "failed", msg[2])
+            elif msg[0] == "stop" and self.stop_time is None:
+                log.info("%s: stopping the pipeline (sources stop, sinks flush)", msg[2])
+                self.stop_ev.set()
+                self.stop_time = time.monotonic()
 
     def on_signal(self, signum: int, _frame: Any) -> None:
         if self.signal is None:

@@ -28,7 +28,7 @@ class StageSpec:
         queue: bounded depth of each input edge (packets).
         policy: `block` (the sender waits: lose nothing) or `drop_oldest` (the receiver keeps the newest).
         restart: `never` or `on-failure` (restart the stage's process up to `max_restarts` times).
-        endpoint: `tcp://host:port` where this stage's inputs listen (input i binds port + i); edges into it
+        listen: `tcp://host:port` where this stage's inputs listen (input i binds port + i); edges into it
             then travel over TCP, so it can run on another host (`streamyolox run --only`).
         threads: intra-op threads of the stage's process (torch, OpenMP, BLAS); None keeps the defaults.
     """
@@ -42,7 +42,7 @@ class StageSpec:
     policy: Policy = "block"
     restart: RestartPolicy = "never"
     max_restarts: int = 3
-    endpoint: str | None = None
+    listen: str | None = None
     threads: int | None = None
     is_source: bool = False
     is_sink: bool = False

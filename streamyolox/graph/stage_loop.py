@@ -18,7 +18,7 @@ from streamyolox.graph.metrics import StageMetrics
 from streamyolox.graph.spec import StageSpec
 from streamyolox.graph.transport import Aborted, Outlet, fork_packet
 from streamyolox.model.spec import ModelSpec
-from streamyolox.stages.base import Stage, StageContext
+from streamyolox.stages.base import Stage, StageContext, StopPipeline
 from streamyolox.stages.packet import Packet
 from streamyolox.stages.registry import load_stage_class
 
@@ -74,6 +74,7 @@ class StageLoop:
         self.stage: Stage | None = None
         self.error: str | None = None
         self.frame: int | None = None
+        self.stop_request: str | None = None  # a StopPipeline's message: the run ends cleanly (exit 0)
 
     def snapshot(self) -> dict:
         depths = drops = {}
@@ -110,6 +111,9 @@ class StageLoop:
             self._run_source() if spec.is_source else self._run_inputs()
         except Aborted:
             pass
+        except StopPipeline as exc:
+            self.stop_request = str(exc) or f"stage {spec.id!r} asked to stop"
+            self._drain()
         except Exception as exc:
             where = f" on frame {self.frame}" if self.frame is not None else ""
             self.error = f"stage {spec.id!r} failed{where}: {type(exc).__name__}: {exc}"
@@ -140,7 +144,12 @@ class StageLoop:
             times = [it.packet.meta.time for it in batch]
             t = time.perf_counter()
             packets = [it.packet for it in batch]
-            out = self.stage.process_batch(packets) if len(packets) > 1 else self.stage.process(packets[0])
+            try:
+                out = self.stage.process_batch(packets) if len(packets) > 1 else self.stage.process(packets[0])
+            except StopPipeline:
+                for it in batch:
+                    it.release()
+                raise
             busy = time.perf_counter() - t
             ticket = Ticket([it.release for it in batch])
             try:
@@ -148,6 +157,19 @@ class StageLoop:
             finally:
                 ticket.drop()
             self.metrics.record(len(batch), len(out), busy, times)
+
+    def _drain(self) -> None:
+        """After a StopPipeline: hand back what still arrives (upstream must not block on us) until the
+        sources, told to stop by the runner, end the stream."""
+        if self.inbox is None:
+            return
+        while True:
+            try:
+                batch = self.inbox.get_batch(64, 0.05, self.abort)
+            except (EndOfInput, Aborted):
+                return
+            for item in batch:
+                item.release()
 
     def _end(self, close: bool) -> None:
         """close() (a sink flushes what it got), pass on its final packets, then end of stream."""

@@ -26,7 +26,7 @@ TOP_KEYS = ("name", "model", "stages", "metrics")
 # Stage keys the runtime reads; everything else goes to the stage's Config. `threads` goes to both when the
 # Config declares it too.
 RUNTIME_FIELDS = {f: StageSpec.__dataclass_fields__[f] for f in
-                  ("worker", "queue", "policy", "restart", "max_restarts", "endpoint", "threads")}
+                  ("worker", "queue", "policy", "restart", "max_restarts", "listen", "threads")}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -178,8 +178,8 @@ def _check_runtime(spec: StageSpec, path: str) -> None:
         raise SpecError(f"{path}.max_restarts: expected an int >= 0, got {spec.max_restarts}")
     if spec.threads is not None and spec.threads < 1:
         raise SpecError(f"{path}.threads: expected a positive int, got {spec.threads}")
-    if spec.endpoint is not None and not re.fullmatch(r"tcp://[^:/]+:\d+", spec.endpoint):
-        raise SpecError(f"{path}.endpoint: expected tcp://host:port, got {spec.endpoint!r}")
+    if spec.listen is not None and not re.fullmatch(r"tcp://[^:/]+:\d+", spec.listen):
+        raise SpecError(f"{path}.listen: expected tcp://host:port, got {spec.listen!r}")
     if spec.is_source and spec.inputs:
         raise SpecError(f"{path}.inputs: a source stage ({spec.kind!r}) takes no inputs")
     if not spec.is_source and not spec.inputs:

@@ -78,6 +78,7 @@ class StageProcess:
                     outlets.append(out)
             self.loops.append(StageLoop(s, plan.model, plan.pipeline, self.inboxes.get(s.id), outlets,
                                         stop_set=stop.is_set, abort_set=abort.is_set))
+        self._stops_sent: set[tuple[str, str]] = set()
         self.report = self.zctx.socket(zmq.PUSH)
         self.report.setsockopt(zmq.LINGER, 2000)
         self.report.connect(plan.control)
@@ -109,8 +110,12 @@ class StageProcess:
         return 1 if reported else 0
 
     def _report_errors(self, reported: set[str]) -> None:
-        """A failed stage is reported at once, and stops the other stages of this process."""
+        """A failed stage is reported at once, and stops the other stages of this process; a stage's
+        StopPipeline is passed on once, as a request to stop the whole run cleanly."""
         for loop in self.loops:
+            if loop.stop_request and ("stop", loop.spec.id) not in self._stops_sent:
+                self._stops_sent.add(("stop", loop.spec.id))
+                self.report.send_pyobj(("stop", loop.spec.id, loop.stop_request))
             if loop.error and loop.spec.id not in reported:
                 reported.add(loop.spec.id)
                 self.report.send_pyobj(("error", loop.spec.id, loop.error))

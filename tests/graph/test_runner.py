@@ -105,7 +105,7 @@ def test_tcp_edge(tmp_path: Path) -> None:
     text = f"""
 stages:
   src: {{kind: "fake_stages:Synthetic", frames: 30, size: 720p, with_raw: true}}
-  a: {{kind: "fake_stages:Passthrough", inputs: [src], endpoint: "tcp://127.0.0.1:{port}"}}
+  a: {{kind: "fake_stages:Passthrough", inputs: [src], listen: "tcp://127.0.0.1:{port}"}}
   sink: {{kind: "fake_stages:Collect", inputs: [a], path: "${{T}}/out.jsonl"}}
 """
     assert _run_here(tmp_path, text).exit_code == 0
