@@ -6,6 +6,8 @@ Backends (CPU unless named):
 - `torch-fp32`: PyTorch eager, NCHW, BN unfused (what a plain `model(x)` does).
 - `torch-cl-fused`: PyTorch with BN folded into the convs and channels_last tensors.
 - `onnxruntime`: onnxruntime on our own export of the loaded model (dynamic batch), one file per input size.
+- `onnxruntime-nospin`: the same with `session.intra_op.allow_spinning=0`: idle threads sleep instead of
+  spinning, which leaves the cores to the other stages of a pipeline (slower alone, faster under contention).
 - `torch-cuda-fp16`: PyTorch fp16 on CUDA, fused, when a GPU exists (skipped otherwise).
 
 Inputs are deterministic pseudo-random 0..255 images: a convolution's cost does not depend on pixel values.
@@ -26,7 +28,7 @@ import numpy as np
 from streamyolox.bench.harness import Result, measure
 
 SUITE = "model"
-BACKENDS = ("torch-fp32", "torch-cl-fused", "onnxruntime", "torch-cuda-fp16")
+BACKENDS = ("torch-fp32", "torch-cl-fused", "onnxruntime", "onnxruntime-nospin", "torch-cuda-fp16")
 BASELINE = "ort-bare"
 
 Forward = Callable[[np.ndarray], Any]
@@ -54,11 +56,13 @@ def make_input(batch: int, size: int, seed: int = 0) -> np.ndarray:
     return rng.integers(0, 256, size=(batch, 3, size, size)).astype(np.float32)
 
 
-def ort_session(path: Path, threads: int) -> Any:
-    """onnxruntime CPU session with `threads` intra-op threads (sequential execution, full graph opts)."""
+def ort_session(path: Path, threads: int, spinning: bool = True) -> Any:
+    """onnxruntime CPU session with `threads` intra-op threads (sequential execution, full graph opts);
+    `spinning=False` lets idle pool threads sleep (`session.intra_op.allow_spinning=0`)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -117,14 +121,14 @@ class BackendFactory:
             return _torch_forward(model.fuse(), channels_last=True)
         if backend == "torch-cuda-fp16":
             return _torch_forward(model.fuse(), device="cuda", fp16=True)
-        if backend == "onnxruntime":
+        if backend in ("onnxruntime", "onnxruntime-nospin"):
             from streamyolox.weights import export_onnx
 
             stem = Path(str(self.cfg.weights)).stem
             path = self.tmp / f"{self.cfg.model}-{stem}-{size}-dynamic.onnx"
             if not path.exists():
                 export_onnx(model.fuse(), path, input_size=(size, size), dynamic_batch=True, decode=False)
-            return ort_forward(ort_session(path, self.cfg.threads))
+            return ort_forward(ort_session(path, self.cfg.threads, spinning=backend == "onnxruntime"))
         raise ValueError(f"bench model: unknown backend {backend!r} (expected one of {', '.join(BACKENDS)})")
 
 

@@ -115,9 +115,13 @@ def summarize(sample: RunSample, name: str) -> list[Result]:
     frames, elapsed = int(sink["frames_in"]), float(m["elapsed_s"])
     age_ms = {k: (v * 1e3 if v is not None else None) for k, v in sink["age_s"].items()}
     steady = steady_fps(sample.capture_times)
+    # name processes by their stage when the runtime reports pids (else "python[pid]")
+    names = {f"[{s['pid']}]": sid for sid, s in stages.items() if s.get("pid")}
+    rss = {next((f"{sid}{key[key.index('['):]}" for tag, sid in names.items() if key.endswith(tag)), key): mb
+           for key, mb in sample.rss_by_process.items()}
     extra = {"frames": frames, "elapsed_s": elapsed, "wall_s": sample.wall_s,
              "fps_with_startup": frames / elapsed if elapsed else None, "steady_fps": steady,
-             "peak_pss_mb": sample.peak_pss_mb, "rss_by_process_mb": sample.rss_by_process,
+             "peak_pss_mb": sample.peak_pss_mb, "rss_by_process_mb": rss,
              "busy_s": {sid: s["busy_s"] for sid, s in stages.items()},
              "dropped": {sid: s["dropped"] for sid, s in stages.items()}}
     rows = [Result(SUITE, name, params={"file": name, "sink": sink["stage"]},

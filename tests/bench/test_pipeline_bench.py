@@ -34,13 +34,16 @@ def _stage(sid: str, kind: str, n: int, busy: float, age: float | None = None) -
 def test_summarize_rows() -> None:
     metrics = {"elapsed_s": 10.0, "stages": [_stage("src", "decode", 100, 1.0), _stage("det", "yolox", 100, 5.0),
                                              _stage("out", "json", 100, 0.1, age=0.05)]}
-    sample = RunSample(12.0, 900.0, 600.0, {"python[1]": 500.0}, metrics, [0.1 * i for i in range(100)])
+    metrics["stages"][1]["pid"] = 42
+    sample = RunSample(12.0, 900.0, 600.0, {"python[1]": 500.0, "python[42]": 300.0}, metrics,
+                       [0.1 * i for i in range(100)])
     rows = summarize(sample, "demo")
     top = rows[0]
     assert top.name == "demo" and top.params["sink"] == "out"
     assert top.fps == pytest.approx(10.0) and top.p50_ms == pytest.approx(50.0)
     assert top.peak_rss_mb == 900.0 and top.extra["peak_pss_mb"] == 600.0
     assert top.extra["fps_with_startup"] == pytest.approx(10.0) and top.extra["busy_s"]["det"] == 5.0
+    assert top.extra["rss_by_process_mb"] == {"python[1]": 500.0, "det[42]": 300.0}
     det = next(r for r in rows if r.name == "demo stage det")
     assert det.fps == pytest.approx(20.0) and det.p50_ms == pytest.approx(50.0)
 
