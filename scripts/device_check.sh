@@ -45,7 +45,7 @@ echo "  weights dir: ${STREAMYOLOX_WEIGHTS_DIR:-none (random init)}"
 
 echo "== GPU parity tests"
 start=$SECONDS
-timeout 200 python -m pytest -q -m gpu -rs -p no:cacheprovider tests/gpu tests/ops >"$out/gpu_tests.txt" 2>&1
+timeout 200 python -m pytest -q -m gpu -rs -p no:cacheprovider tests/gpu tests/ops tests/trainer/test_gpu_amp.py >"$out/gpu_tests.txt" 2>&1
 rc_tests=$?
 tail -n 40 "$out/gpu_tests.txt"
 echo "tests: rc=$rc_tests in $((SECONDS - start))s"
