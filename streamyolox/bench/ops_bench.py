@@ -59,12 +59,15 @@ def real_frame(video: Path | None, label: str, index: int = 30) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
 
 
-def memcpy_floor(nbytes: int, repeats: int, warmup: int, name: str) -> Result:
-    """The floor of moving `nbytes`: one `np.copyto` between two preallocated buffers."""
+def memcpy_floor(nbytes: int, repeats: int, warmup: int, name: str, buffers: int = 1) -> Result:
+    """The floor of moving `nbytes`: `np.copyto` from one buffer into `buffers` preallocated destinations
+    in turn (1: the same destination, cache-hot for frames that fit the L3; 8: like a ring of shared-memory
+    slots, which mostly miss the cache)."""
     src = np.random.default_rng(0).integers(0, 256, size=nbytes, dtype=np.uint8)
-    dst = np.empty_like(src)
-    timing = measure(lambda: np.copyto(dst, src), repeats=max(repeats, 50), warmup=warmup)
-    return Result.from_timing(SUITE, name, timing, params={"op": "memcpy", "bytes": nbytes})
+    dsts = [np.empty_like(src) for _ in range(buffers)]
+    turn = iter(range(1 << 62))
+    timing = measure(lambda: np.copyto(dsts[next(turn) % buffers], src), repeats=max(repeats, 50), warmup=warmup)
+    return Result.from_timing(SUITE, name, timing, params={"op": "memcpy", "bytes": nbytes, "buffers": buffers})
 
 
 def bench_letterbox(frames: dict[str, np.ndarray], sizes: Sequence[int], repeats: int, warmup: int) -> list[Result]:
@@ -162,7 +165,10 @@ def bench_transport(cfg: OpsBenchConfig, frames: dict[str, np.ndarray], log: Cal
     out: list[Result] = []
     for label, frame in frames.items():
         floor = memcpy_floor(frame.nbytes, cfg.repeats, cfg.warmup, f"memcpy {label}")
-        out.append(floor)
+        ring = memcpy_floor(frame.nbytes, cfg.repeats, cfg.warmup, f"memcpy {label} {cfg.slots} buffers",
+                            buffers=cfg.slots)
+        ring.ref = floor.name
+        out += [floor, ring]
         for kind, runner in runners.items():
             name = f"transport {kind} {label}"
             params = {"op": "transport", "edge": kind, "source": label, "bytes": frame.nbytes,

@@ -51,9 +51,9 @@ def test_transport_over_each_edge_kind_vs_memcpy() -> None:
     rows = bench_transport(cfg, {"720p": frame}, lambda s: None)
     link_refs(rows)
     names = [r.name for r in rows]
-    assert names[0] == "memcpy 720p" and rows[0].params["bytes"] == frame.nbytes
+    assert names[:2] == ["memcpy 720p", "memcpy 720p 8 buffers"] and rows[0].params["bytes"] == frame.nbytes
     assert {"transport inproc 720p", "transport tcp 720p", "transport ipc 720p"} <= set(names)
-    for r in rows[1:]:
+    for r in rows[2:]:
         if r.skipped:  # the ipc edge needs the runtime's script from the checkout
             assert r.params["edge"] == "ipc"
             continue
@@ -62,4 +62,4 @@ def test_transport_over_each_edge_kind_vs_memcpy() -> None:
 
 def test_memcpy_floor_counts_bytes() -> None:
     row = memcpy_floor(1 << 20, repeats=2, warmup=0, name="memcpy 1MiB")
-    assert row.fps > 0 and row.params == {"op": "memcpy", "bytes": 1 << 20}
+    assert row.fps > 0 and row.params == {"op": "memcpy", "bytes": 1 << 20, "buffers": 1}
