@@ -148,14 +148,18 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     log = lambda msg: console.log(msg)  # noqa: E731
     results: list = []
-    if args.suite in ("model", "all"):
-        results += _model(args, log)
-    if args.suite in ("ops", "all"):
-        results += _ops(args, log)
-    if args.suite == "pipeline" or (args.suite == "all" and args.file is not None):
-        results += _pipeline(args, log)
-    for extra in args.include:
-        results += report.load_results(extra)[1]
+    try:
+        if args.suite in ("model", "all"):
+            results += _model(args, log)
+        if args.suite in ("ops", "all"):
+            results += _ops(args, log)
+        if args.suite == "pipeline" or (args.suite == "all" and args.file is not None):
+            results += _pipeline(args, log)
+        for extra in args.include:
+            results += report.load_results(extra)[1]
+    except (RuntimeError, ValueError, OSError) as exc:  # a failed run, a bad spec or file: one line
+        print(f"streamyolox bench: {exc}", file=sys.stderr)
+        return 1
     link_refs(results)
     report.print_results(results)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}

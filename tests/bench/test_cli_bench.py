@@ -33,3 +33,11 @@ def test_missing_pipeline_file_is_one_line_error(tmp_path: Path, capsys) -> None
     rc = main(["bench", "pipeline", str(tmp_path / "nope.yaml")])
     assert rc == 2
     assert capsys.readouterr().err.strip() == f"streamyolox bench: pipeline file {tmp_path / 'nope.yaml'} not found"
+
+
+def test_invalid_pipeline_override_is_one_line_error(capsys, nano_pth: Path) -> None:
+    pipeline = Path(__file__).resolve().parents[2] / "pipelines" / "demo.yaml"
+    rc = main(["bench", "pipeline", str(pipeline), "--set", "stages.source.stride=abc"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "\n" not in err
+    assert err.startswith("streamyolox bench: ") and "stages.source.stride" in err
