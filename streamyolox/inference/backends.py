@@ -71,7 +71,7 @@ class OrtBackend:
     name = "onnxruntime"
 
     def __init__(self, onnx_path: Path, input_size: tuple[int, int], class_names: tuple[str, ...],
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, spin: bool = True) -> None:
         import onnxruntime as ort
 
         from streamyolox.ops import decode_ref
@@ -81,6 +81,9 @@ class OrtBackend:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spin:
+            # idle intra-op threads sleep instead of spinning: in a pipeline they share the cores with decode
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         inp = self.session.get_inputs()[0]
         self._input_name = inp.name
@@ -114,7 +117,7 @@ def _export_cached(loaded: Any, spec: ModelSpec) -> Path:
     return path
 
 
-def make_backend(spec: ModelSpec, threads: int | None = None) -> Backend:
+def make_backend(spec: ModelSpec, threads: int | None = None, spin: bool = True) -> Backend:
     """Load `spec.weights` and wrap it in the backend `spec.backend` names (`auto`: onnxruntime on CPU,
     torch on CUDA)."""
     from streamyolox.weights import load_model
@@ -136,4 +139,4 @@ def make_backend(spec: ModelSpec, threads: int | None = None) -> Backend:
     if backend != "onnxruntime":
         raise ValueError(f"model.backend: expected auto, torch or onnxruntime, got {backend!r}")
     loaded.input_size = size
-    return OrtBackend(_export_cached(loaded, spec), size, names, threads)  # type: ignore[arg-type]
+    return OrtBackend(_export_cached(loaded, spec), size, names, threads, spin)  # type: ignore[arg-type]

@@ -37,6 +37,8 @@ class NmsStage(Stage):
                 raise ValueError(f"nms.{name}: expected a value in [0, 1], got {value}")
         self._postprocess = postprocess
         self.class_names = class_names_for(self.ctx.model)
+        # compile (or load from numba's cache) now: the first call took 1.9 s, which would age frame 0
+        postprocess(np.zeros((8, 85), np.float32), 1.0)
         self._gpu = None
         if self.ctx.model is not None and self.ctx.model.device.startswith("cuda"):
             from streamyolox.ops.gpu_postprocess import PostprocessGPU
