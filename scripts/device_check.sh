@@ -50,6 +50,15 @@ rc_tests=$?
 tail -n 40 "$out/gpu_tests.txt"
 echo "tests: rc=$rc_tests in $((SECONDS - start))s"
 
+echo "== GPU pipelines (streamyolox run, 720p clip, 300 frames)"
+python - "$out" <<'PY'
+import glob, json, sys
+for path in sorted(glob.glob(f"{sys.argv[1]}/gpu_pipeline_*.json")):
+    m = json.load(open(path))
+    rows = ", ".join(f"{s['stage']} {s['fps']:.0f} fps busy {s['busy_pct']:.0f}%" for s in m["stages"])
+    print(f"  {path.rsplit('/', 1)[-1]}: {m['elapsed_s']:.1f} s incl. start-up | {rows}")
+PY
+
 echo "== GPU benchmark"
 start=$SECONDS
 timeout 200 python benchmarks/gpu_bench.py --json "$out/gpu_bench.json" --budget-s 120

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,10 @@ pytestmark = pytest.mark.gpu
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_gpu_pipeline_matches_cpu_detector(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pipeline", ["demo.yaml", "gpu_to_json.yaml"])
+def test_gpu_pipeline_matches_cpu_detector(tmp_path: Path, pipeline: str) -> None:
+    """demo.yaml: every stage its own process (arrays cross to the host between them); gpu_to_json.yaml:
+    the GPU stages in one worker (arrays stay on the device)."""
     for stack in ("cupy", "torch", "numba"):
         need(stack)
     av = pytest.importorskip("av", reason="PyAV not installed (carry its wheel to the device)")
@@ -26,9 +30,11 @@ def test_gpu_pipeline_matches_cpu_detector(tmp_path: Path) -> None:
     if weights is None or not clip.is_file():
         pytest.skip("yolox_nano.pth or street_pan_720p.mp4 not found")
     out = tmp_path / "gpu.jsonl"
-    cmd = [sys.executable, "-m", "streamyolox", "run", str(REPO / "pipelines" / "demo.yaml"), "--no-dashboard",
+    cmd = [sys.executable, "-m", "streamyolox", "run", str(REPO / "pipelines" / pipeline), "--no-dashboard",
            "--set", "model.device=cuda", "--set", f"model.weights={weights}", "--set", f"stages.source.url={clip}",
            "--set", f"stages.json.path={out}", "--set", "stages.detect.batch=8"]
+    metrics = Path(os.environ.get("OUT", tmp_path)) / f"gpu_pipeline_{pipeline.split('.')[0]}.json"
+    cmd += ["--metrics-json", str(metrics)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in out.read_text().splitlines()]
