@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import cv2
 import msgpack
@@ -61,8 +61,8 @@ class ZmqSinkConfig(StageConfig):
     """
 
     endpoint: str = "tcp://127.0.0.1:5556"
-    mode: str = "bind"
-    format: str = "json"
+    mode: Literal["bind", "connect"] = "bind"
+    format: Literal["json", "msgpack"] = "json"
     topic: str | None = None
     thumbnail: bool = False
     thumbnail_width: int = 320
