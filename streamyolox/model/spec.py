@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass
@@ -15,7 +16,7 @@ class ModelSpec:
             `STREAMYOLOX_WEIGHTS_DIR`, the cache, or a download.
         device: `cpu`, `cuda` or `cuda:N`.
         input_size: model input (height, width); the letterbox target (None: the checkpoint's or zoo default).
-        precision: `fp32` or `fp16` (fp16 on CUDA only).
+        precision: `fp32`, `tf32` (CUDA: TensorFloat-32 convolutions) or `fp16` (CUDA only).
         backend: `auto`, `torch` or `onnxruntime` (the fastest available on CPU when `auto`).
     """
 
@@ -23,5 +24,5 @@ class ModelSpec:
     weights: str | None = None
     device: str = "cpu"
     input_size: tuple[int, int] | None = None
-    precision: str = "fp32"
-    backend: str = "auto"
+    precision: Literal["fp32", "tf32", "fp16"] = "fp32"
+    backend: Literal["auto", "torch", "onnxruntime"] = "auto"
