@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -80,6 +81,17 @@ def wait_for_pixels(screen_dump: Path, wanted: dict[tuple[int, int, int], int], 
 # also in a 10-line plain OpenCV script (about 1 start in 4 on a busy 2-core machine): such starts are
 # retried on a fresh X server.
 PAINT_ATTEMPTS = 5
+
+
+def stop_gracefully(run: subprocess.Popen) -> None:
+    """SIGINT first, so the runtime stops its stage processes and frees its shared memory; kill as a last resort."""
+    if run.poll() is None:
+        run.send_signal(signal.SIGINT)
+        try:
+            run.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.wait()
 
 
 def press_q(env: dict[str, str], title: str) -> None:
@@ -196,9 +208,7 @@ def test_q_in_the_window_ends_streamyolox_run_with_exit_0(street_720p: Path, nan
                 press_q(env, "e2e-window")
                 _, err = run.communicate(timeout=30)
             finally:
-                if run.poll() is None:
-                    run.kill()
-                    run.wait()
+                stop_gracefully(run)
             assert run.returncode == 0, err[-2000:]
             return
     pytest.fail(f"the window never showed detections in {PAINT_ATTEMPTS} fresh X servers")
