@@ -23,6 +23,12 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v * 1000:.0f}"
 
 
+def _name(row: dict[str, Any]) -> str:
+    """`det`, or `det x2` for a stage with replicas (its row sums them)."""
+    n = row.get("replicas", 1)
+    return row["stage"] if n == 1 else f"{row['stage']} x{n}"
+
+
 def metrics_table(rows: list[dict[str, Any]], title: str) -> Table:
     """One row per stage: state, frames, fps, busy %, frame age p50/p95/p99 (ms), queue, drops, restarts."""
     table = Table(title=title, title_justify="left")
@@ -32,7 +38,7 @@ def metrics_table(rows: list[dict[str, Any]], title: str) -> Table:
     for r in rows:
         age = r["age_s"]
         counters = ", ".join(f"{k}={v:g}" for k, v in r["counters"].items())
-        table.add_row(r["stage"], r["state"], str(max(r["frames_in"], r["frames_out"])), f"{r['fps']:.1f}",
+        table.add_row(_name(r), r["state"], str(max(r["frames_in"], r["frames_out"])), f"{r['fps']:.1f}",
                       f"{r['busy_pct']:.0f}", _ms(age["p50"]), _ms(age["p95"]), _ms(age["p99"]),
                       str(sum(r["queue"].values())), str(r["dropped"]), str(r["restarts"]), counters)
     return table
@@ -42,7 +48,7 @@ def log_line(rows: list[dict[str, Any]]) -> str:
     """`decode 30.1fps age50=12ms q=0 | nms 29.8fps age50=95ms q=2 drop=3 | ...`"""
     parts = []
     for r in rows:
-        s = f"{r['stage']} {r['state']} {max(r['frames_in'], r['frames_out'])}f {r['fps']:.1f}fps " \
+        s = f"{_name(r)} {r['state']} {max(r['frames_in'], r['frames_out'])}f {r['fps']:.1f}fps " \
             f"age50={_ms(r['age_s']['p50'])}ms q={sum(r['queue'].values())}"
         if r["dropped"]:
             s += f" drop={r['dropped']}"

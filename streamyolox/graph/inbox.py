@@ -19,12 +19,14 @@ from dataclasses import dataclass
 
 import zmq
 
+from streamyolox.graph.replicas import Reorder
 from streamyolox.graph.transport import (
     POLL_MS,
     Aborted,
     EdgeInfo,
     Outlet,
     SegmentCache,
+    Tag,
     decode_message,
     wake_pipe,
 )
@@ -48,13 +50,19 @@ class Item:
     edge: int
     packet: Packet
     release: Callable[[], None] = _noop
+    tag: Tag | None = None  # set around replicated stages (streamyolox.graph.replicas)
 
 
 class Inbox:
-    """Input queue of one stage, merged over its input edges (arrival order), bounded per edge."""
+    """Input queue of one stage, merged over its input edges (arrival order), bounded per edge. The edges
+    from the replicas of one stage first pass a `Reorder` buffer, which restores their original order."""
 
     def __init__(self, edges: list[EdgeInfo]) -> None:
         self.edges = {e.index: e for e in edges}
+        self.reorders: dict[str, Reorder[Item]] = {}
+        for e in edges:
+            if e.merge is not None:
+                self.reorders.setdefault(e.src.partition("#")[0], Reorder(e.merge[1]))
         self.cond = threading.Condition()
         self.items: deque[Item] = deque()
         self.count = {e.index: 0 for e in edges}
@@ -74,22 +82,49 @@ class Inbox:
                     if abort():
                         raise Aborted
                     self.cond.wait(POLL_MS / 1000)
-            self.items.append(item)
             self.count[item.edge] += 1
+            reorder = self._reorder(edge)
+            if reorder is None or item.tag is None:
+                self.items.append(item)
+            else:
+                self.items.extend(reorder.push(edge.merge[0], item.tag, item))  # type: ignore[index]
             self.cond.notify_all()
+
+    def put_marker(self, edge: int, tag: Tag) -> None:
+        """A replica's input `tag` gave no output: the reorder buffer may skip it."""
+        reorder = self._reorder(self.edges[edge])
+        if reorder is None:
+            return
+        with self.cond:
+            self.items.extend(reorder.push(self.edges[edge].merge[0], tag, None))  # type: ignore[index]
+            self.cond.notify_all()
+
+    def _reorder(self, edge: EdgeInfo) -> Reorder[Item] | None:
+        return None if edge.merge is None else self.reorders[edge.src.partition("#")[0]]
 
     def _drop_oldest(self, edge: int) -> None:
         for i, old in enumerate(self.items):
             if old.edge == edge:
                 del self.items[i]
-                self.count[edge] -= 1
-                self.dropped[edge] += 1
-                old.release()
-                return
+                break
+        else:  # still waiting in the reorder buffer for an earlier packet
+            info = self.edges[edge]
+            reorder = self._reorder(info)
+            old = reorder.remove_oldest(info.merge[0]) if reorder is not None else None  # type: ignore[index]
+            if old is None:
+                raise RuntimeError(f"edge {edge}: counted {self.count[edge]} packets but holds none")
+            self.items.extend(reorder.pop_ready())  # type: ignore[union-attr]
+        self.count[edge] -= 1
+        self.dropped[edge] += 1
+        old.release()
 
     def end(self, edge: int) -> None:
         with self.cond:
             self.ended.add(edge)
+            info = self.edges[edge]
+            reorder = self._reorder(info)
+            if reorder is not None:
+                self.items.extend(reorder.end(info.merge[0]))  # type: ignore[index]
             self.cond.notify_all()
 
     def get_batch(self, max_n: int, max_wait_s: float, abort: Callable[[], bool]) -> list[Item]:
@@ -133,10 +168,10 @@ class InprocOutlet(Outlet):
         self.inbox = inbox
 
     def send(self, packet: Packet, abort: Callable[[], bool],
-             release: Callable[[], None] | None = None) -> None:
+             release: Callable[[], None] | None = None, tag: Tag | None = None) -> None:
         """`release` runs when the consumer is done (it frees the upstream slots the packet points into)."""
         try:
-            self.inbox.put(Item(self.edge.index, packet, release or _noop), abort)
+            self.inbox.put(Item(self.edge.index, packet, release or _noop, tag), abort)
         except Aborted:
             (release or _noop)()
             raise
@@ -217,10 +252,12 @@ class Receiver(threading.Thread):
                 continue
             if msg[0] == "E":
                 self.inboxes[idx].end(idx)
+            elif msg[0] == "S":
+                self.inboxes[idx].put_marker(idx, msg[1])
             elif msg[0] == "D" and msg[1] != self.incarnation:
                 sock.send(pickle.dumps(("H", self.incarnation)), zmq.NOBLOCK)
             elif packet is not None:
-                self.inboxes[idx].put(Item(idx, packet, self.release_fn(idx, msg[2], msg[3])))
+                self.inboxes[idx].put(Item(idx, packet, self.release_fn(idx, msg[2], msg[3]), msg[7]))
                 self._flush()  # credits of packets dropped just now
 
     def stop(self) -> None:

@@ -133,13 +133,18 @@ class MetricsBoard:
             st.base_in, st.base_out = st.frames_in, st.frames_out
 
     def rows(self, final: bool = False) -> list[dict[str, Any]]:
-        """One dict per stage: state, frames, fps (average over the run when `final`), busy, ages, queues."""
+        """One dict per stage: state, frames, fps (average over the run when `final`), busy, ages, queues.
+        The replicas of a stage (`det#0`, `det#1`) make one row `det` with their sums and `replicas`."""
         with self.lock:
             elapsed = max(time.time() - self.started, 1e-9)
-            out = []
+            groups: dict[str, list[StageStats]] = {}
             for st in self.stats.values():
+                groups.setdefault(st.stage.partition("#")[0], []).append(st)
+            out = []
+            for sid, members in groups.items():
+                st = members[0] if len(members) == 1 else _merged(sid, members)
                 out.append({
-                    "stage": st.stage, "kind": st.kind, "state": st.state,
+                    "stage": sid, "kind": st.kind, "state": st.state, "replicas": len(members),
                     "frames_in": st.frames_in, "frames_out": st.frames_out,
                     "fps": self._average_fps(st, elapsed) if final else st.fps,
                     "busy_s": round(st.busy_s, 3), "busy_pct": 100 * st.busy_s / elapsed,
@@ -158,3 +163,33 @@ class MetricsBoard:
 
     def summary(self) -> dict[str, Any]:
         return {"elapsed_s": time.time() - self.started, "stages": self.rows(final=True)}
+
+
+STATE_RANK = ("failed", "died", "running", "opening", "starting", "done")  # the row shows the first present
+
+
+def _sum_dicts(dicts: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def _merged(stage: str, members: list[StageStats]) -> StageStats:
+    """One `StageStats` for the replicas of `stage`: counts, fps and busy time add up, ages pool, the
+    active span is the union of theirs, the state is the worst one."""
+    states = [m.state for m in members]
+    active = [m.active for m in members if m.active is not None]
+    merged = StageStats(
+        stage, kind=members[0].kind, state=min(states, key=lambda x: STATE_RANK.index(x) if x in STATE_RANK
+                                                else len(STATE_RANK)),
+        frames_in=sum(m.frames_in for m in members), frames_out=sum(m.frames_out for m in members),
+        busy_s=sum(m.busy_s for m in members), fps=sum(m.fps for m in members),
+        restarts=sum(m.restarts for m in members), queue=_sum_dicts([m.queue for m in members]),
+        dropped=_sum_dicts([m.dropped for m in members]), counters=_sum_dicts([m.counters for m in members]),
+        reservoir=[a for m in members for a in m.reservoir],
+        active=(min(a[0] for a in active), max(a[1] for a in active)) if active else None,
+        error=next((m.error for m in members if m.error), None))
+    merged.recent.extend(a for m in members for a in m.recent)
+    return merged

@@ -27,6 +27,7 @@ import zmq
 from streamyolox.graph import shm
 from streamyolox.graph.metrics import MetricsBoard
 from streamyolox.graph.options import SpecError
+from streamyolox.graph.replicas import base_id, edge_roles, expand
 from streamyolox.graph.spec import PipelineSpec
 from streamyolox.graph.transport import EdgeInfo
 from streamyolox.graph.worker import ProcessPlan, child_main
@@ -73,7 +74,8 @@ def plan_edges(spec: PipelineSpec, run_dir: str, prefix: str, only: set[str]) ->
             raise SpecError(f"stages.{dst}.listen: required: its input {src!r} runs on another host")
         d = spec.stages[dst]
         slots = d.queue + (3 if d.policy == "drop_oldest" else 2)
-        edges.append(EdgeInfo(i, src, dst, kind, address, d.queue, d.policy, slots, prefix))  # type: ignore[arg-type]
+        edges.append(EdgeInfo(i, src, dst, kind, address, d.queue, d.policy, slots, prefix,  # type: ignore[arg-type]
+                              **edge_roles(spec, src, dst)))
     return edges
 
 
@@ -101,9 +103,11 @@ class Supervisor:
     """Starts the stage processes, watches them and their reports, and stops them."""
 
     def __init__(self, spec: PipelineSpec, options: RunOptions) -> None:
+        wanted = set(options.only or spec.stages)
+        spec = expand(spec)  # from here on, each replica is a stage of its own (`det#0`, `det#1`)
         self.spec = spec
         self.options = options
-        self.only = set(options.only or spec.stages)
+        self.only = {sid for sid in spec.stages if base_id(sid) in wanted}
         self.run_dir = tempfile.mkdtemp(prefix="syx-")
         self.prefix = f"syx-{os.getpid()}-{os.path.basename(self.run_dir)[4:]}-"
         self.mp = mp.get_context("spawn")

@@ -31,6 +31,9 @@ class StageSpec:
         listen: `tcp://host:port` where this stage's inputs listen (input i binds port + i); edges into it
             then travel over TCP, so it can run on another host (`streamyolox run --only`).
         threads: intra-op threads of the stage's process (torch, OpenMP, BLAS); None keeps the defaults.
+        replicas: data parallelism: this many processes each run their own instance of the stage; the
+            upstream stage sends each packet to one of them (round robin) and every consumer receives the
+            replicas' outputs merged back into the original order (`streamyolox.graph.reorder`).
     """
 
     id: str
@@ -44,6 +47,7 @@ class StageSpec:
     max_restarts: int = 3
     listen: str | None = None
     threads: int | None = None
+    replicas: int = 1
     is_source: bool = False
     is_sink: bool = False
 

@@ -15,8 +15,9 @@ from collections.abc import Callable
 
 from streamyolox.graph.inbox import EndOfInput, Inbox, Item
 from streamyolox.graph.metrics import StageMetrics
+from streamyolox.graph.replicas import output_tags
 from streamyolox.graph.spec import StageSpec
-from streamyolox.graph.transport import Aborted, Outlet, fork_packet
+from streamyolox.graph.transport import Aborted, Outlet, Tag, fork_packet
 from streamyolox.model.spec import ModelSpec
 from streamyolox.stages.base import Stage, StageContext, StopPipeline
 from streamyolox.stages.packet import Packet
@@ -84,15 +85,18 @@ class StageLoop:
             drops = {names[i]: n for i, n in dict(self.inbox.dropped).items()}
         return self.metrics.snapshot(self.ctx.counters, depths, drops)
 
-    def emit(self, packets: list[Packet], ticket: Ticket | None = None) -> None:
+    def emit(self, packets: list[Packet], ticket: Ticket | None = None,
+             tags: list[Tag | None] | None = None) -> None:
+        """Send each packet on every outlet; a replica passes each packet's order `tags` on."""
         last_inproc = max((i for i, o in enumerate(self.outlets) if o.edge.kind == "inproc"), default=-1)
-        for packet in packets:
+        for k, packet in enumerate(packets):
+            tag = tags[k] if tags is not None else None
             for i, outlet in enumerate(self.outlets):
                 if outlet.edge.kind != "inproc":
-                    outlet.send(packet, self.abort)
+                    outlet.send(packet, self.abort, tag=tag)
                     continue
                 release = ticket.hold() if ticket is not None else None
-                outlet.send(packet if i == last_inproc else fork_packet(packet), self.abort, release)
+                outlet.send(packet if i == last_inproc else fork_packet(packet), self.abort, release, tag)
 
     def run(self) -> None:
         spec = self.spec
@@ -151,9 +155,15 @@ class StageLoop:
                     it.release()
                 raise
             busy = time.perf_counter() - t
+            tags: list[Tag | None] | None = None
+            if self.spec.replicas > 1:  # keep the distributor's order for the consumers' reorder buffers
+                tags, markers = output_tags([it.tag for it in batch], len(out))
+                for tag in markers:
+                    for outlet in self.outlets:
+                        outlet.send_marker(tag, self.abort)
             ticket = Ticket([it.release for it in batch])
             try:
-                self.emit(out, ticket)
+                self.emit(out, ticket, tags)
             finally:
                 ticket.drop()
             self.metrics.record(len(batch), len(out), busy, times)

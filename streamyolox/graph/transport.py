@@ -10,8 +10,9 @@ pickled header (the `Packet` minus its arrays); the arrays (`frame`, `image`, `r
 - `inproc` edges (stages in one worker process): the packet object itself (`InprocOutlet`), GPU arrays
   stay on the GPU.
 
-Wire messages, producer -> consumer: `("D", consumer_inc, producer_inc, slot, segment, descs, stub)` data,
-`("E",)` end of stream; consumer -> producer: `("C", producer_inc, slot)` credit, `("H", consumer_inc)`
+Wire messages, producer -> consumer: `("D", consumer_inc, producer_inc, slot, segment, descs, stub, tag)`
+data, `("S", tag)` a replica's marker for an input that gave no output, `("E",)` end of stream (`tag`: the
+order of a packet around replicated stages, `streamyolox.graph.replicas`; None elsewhere); consumer -> producer: `("C", producer_inc, slot)` credit, `("H", consumer_inc)`
 hello. Incarnations (restart counts) let a restarted peer resynchronise: a consumer answers data meant
 for an earlier incarnation of itself with a hello, and the producer then takes back every credit that the
 dead consumer held.
@@ -38,6 +39,7 @@ ARRAY_FIELDS = ("frame", "image", "raw")
 POLL_MS = 100
 
 EdgeKind = Literal["ipc", "tcp", "inproc"]
+Tag = tuple[int, int, bool]  # (epoch, seq, last): see streamyolox.graph.replicas
 
 
 class Aborted(Exception):
@@ -57,6 +59,8 @@ class EdgeInfo:
     policy: str
     slots: int  # credits of the producer (= queue + room for the packets being processed)
     shm_prefix: str = ""
+    split: tuple[int, int] | None = None  # (i, n): feeds replica i of n of `dst` (the producer distributes)
+    merge: tuple[int, int] | None = None  # (i, n): comes from replica i of n of `src` (the consumer reorders)
 
 
 def to_host(value: Any) -> np.ndarray:
@@ -89,9 +93,13 @@ class Outlet:
     edge: EdgeInfo
 
     def send(self, packet: Packet, abort: Callable[[], bool],
-             release: Callable[[], None] | None = None) -> None:
+             release: Callable[[], None] | None = None, tag: Tag | None = None) -> None:
         """Pass `packet` on (waiting while the edge is full, unless `abort()`)."""
         raise NotImplementedError
+
+    def send_marker(self, tag: Tag, abort: Callable[[], bool]) -> None:
+        """Tell a reordering consumer that the input `tag` gave no output (only replicas send these, and a
+        replica's edges are never in-process)."""
 
     def send_eos(self) -> None:
         raise NotImplementedError
@@ -163,14 +171,15 @@ class SocketOutlet(Outlet):
             seg = self.segments[slot] = shm.Segment(name, nbytes, create=True)
         return seg
 
-    def send(self, packet: Packet, abort: Callable[[], bool]) -> None:
+    def send(self, packet: Packet, abort: Callable[[], bool],
+             release: Callable[[], None] | None = None, tag: Tag | None = None) -> None:
         slot = self._acquire(abort)
         stub, arrays = split_packet(packet)
         head = ["D", self.target, self.incarnation, slot]
         if self.edge.kind == "tcp":
             arrays = [(f, np.ascontiguousarray(a)) for f, a in arrays]
             descs = [(f, a.dtype.str, a.shape, i + 1) for i, (f, a) in enumerate(arrays)]
-            header = pickle.dumps((*head, None, descs, stub), protocol=5)
+            header = pickle.dumps((*head, None, descs, stub, tag), protocol=5)
             self._send([header, *(memoryview(a.reshape(-1).view(np.uint8)) for _, a in arrays)], abort,
                        copy=False)
             return
@@ -180,7 +189,11 @@ class SocketOutlet(Outlet):
             np.copyto(np.ndarray(a.shape, a.dtype, buffer=seg.buf, offset=offset), a, casting="no")
             descs.append((f, a.dtype.str, a.shape, offset))
             offset += shm.aligned(a.nbytes)
-        self._send([pickle.dumps((*head, seg.name, descs, stub), protocol=5)], abort)
+        self._send([pickle.dumps((*head, seg.name, descs, stub, tag), protocol=5)], abort)
+
+    def send_marker(self, tag: Tag, abort: Callable[[], bool]) -> None:
+        self._drain()  # markers hold no slot; the socket's high-water mark bounds them
+        self._send([pickle.dumps(("S", tag))], abort)
 
     def send_eos(self) -> None:
         if self.sock.poll(1000, zmq.POLLOUT):  # a full pipe means a consumer that no longer reads
@@ -198,7 +211,7 @@ def decode_message(frames: list[zmq.Frame], cache: SegmentCache) -> tuple[tuple,
     msg = pickle.loads(frames[0].buffer)
     if msg[0] != "D":
         return msg, None
-    _, _, _, slot, segment, descs, stub = msg
+    slot, segment, descs, stub = msg[3:7]
     fields = {}
     if segment is None:
         for f, dtype, shape, i in descs:

@@ -26,7 +26,8 @@ TOP_KEYS = ("name", "model", "stages", "metrics")
 # Stage keys the runtime reads; everything else goes to the stage's Config. `threads` goes to both when the
 # Config declares it too.
 RUNTIME_FIELDS = {f: StageSpec.__dataclass_fields__[f] for f in
-                  ("worker", "queue", "policy", "restart", "max_restarts", "listen", "threads")}
+                  ("worker", "queue", "policy", "restart", "max_restarts", "listen", "threads",
+                   "replicas")}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -180,10 +181,34 @@ def _check_runtime(spec: StageSpec, path: str) -> None:
         raise SpecError(f"{path}.threads: expected a positive int, got {spec.threads}")
     if spec.listen is not None and not re.fullmatch(r"tcp://[^:/]+:\d+", spec.listen):
         raise SpecError(f"{path}.listen: expected tcp://host:port, got {spec.listen!r}")
+    _check_replicas(spec, path)
     if spec.is_source and spec.inputs:
         raise SpecError(f"{path}.inputs: a source stage ({spec.kind!r}) takes no inputs")
     if not spec.is_source and not spec.inputs:
         raise SpecError(f"{path}.inputs: stage kind {spec.kind!r} needs at least one input")
+
+
+def _check_replicas(spec: StageSpec, path: str) -> None:
+    """Replicas are separate processes fed by one distributing input (see docs/pipeline.md)."""
+    if spec.replicas < 1:
+        raise SpecError(f"{path}.replicas: expected a positive int, got {spec.replicas}")
+    if spec.replicas == 1:
+        return
+    role = "source" if spec.is_source else "sink" if spec.is_sink else None
+    if role is not None:
+        raise SpecError(f"{path}.replicas: a {role} stage ({spec.kind!r}) cannot be replicated")
+    for key in ("worker", "listen"):
+        if getattr(spec, key) is not None:
+            raise SpecError(f"{path}.replicas: cannot be combined with {key!r} (each replica is its own process)")
+    if len(spec.inputs) != 1:
+        raise SpecError(f"{path}.replicas: a replicated stage takes exactly one input, got {list(spec.inputs)}")
+
+
+def _check_replica_inputs(stages: dict[str, StageSpec]) -> None:
+    for s in stages.values():
+        if s.replicas > 1 and stages[s.inputs[0]].replicas > 1:
+            raise SpecError(f"stages.{s.id}.replicas: its input {s.inputs[0]!r} is replicated too; put a "
+                            "stage with replicas: 1 between them")
 
 
 def check_graph(stages: dict[str, StageSpec]) -> None:
@@ -194,6 +219,7 @@ def check_graph(stages: dict[str, StageSpec]) -> None:
                 raise unknown_key_error(f"stages.{s.id}.inputs", src, stages, what="stage")
         if len(set(s.inputs)) != len(s.inputs):
             raise SpecError(f"stages.{s.id}.inputs: an input is listed twice: {list(s.inputs)}")
+    _check_replica_inputs(stages)
     state: dict[str, int] = {}  # 1 = on the DFS stack, 2 = done
 
     def visit(sid: str, stack: list[str]) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from streamyolox.graph.inbox import Inbox, InprocOutlet, Receiver
+from streamyolox.graph.replicas import RoundRobinOutlet, base_id
 from streamyolox.graph.spec import StageSpec
 from streamyolox.graph.stage_loop import StageLoop
 from streamyolox.graph.transport import EdgeInfo, Outlet, SocketOutlet
@@ -69,13 +70,18 @@ class StageProcess:
         self.loops = []
         for s in plan.stages:
             outlets: list[Outlet] = []
+            replicated: dict[str, list[SocketOutlet]] = {}  # edges into the replicas of one stage
             for e in plan.outputs.get(s.id, []):
                 if e.kind == "inproc" and e.dst in local:
                     outlets.append(InprocOutlet(e, self.inboxes[e.dst]))
                 else:
                     out = SocketOutlet(e, self.zctx, incarnation)
                     self.socket_outlets.append(out)
-                    outlets.append(out)
+                    if e.split is None:
+                        outlets.append(out)
+                    else:
+                        replicated.setdefault(base_id(e.dst), []).append(out)
+            outlets += [RoundRobinOutlet(group, incarnation) for group in replicated.values()]
             self.loops.append(StageLoop(s, plan.model, plan.pipeline, self.inboxes.get(s.id), outlets,
                                         stop_set=stop.is_set, abort_set=abort.is_set))
         self._stops_sent: set[tuple[str, str]] = set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ class PassConfig(StageConfig):
     wait_ms: float = 20.0
     threads: int | None = None
     pid_file: str | None = None  # written on open, so a test can kill this stage's process
+    jitter_ms: float = 0.0  # plus a random sleep in [0, jitter_ms) per packet
+    skip_every: int = 0  # frames whose index is a multiple of this give no output (a filtering stage)
 
 
 class Passthrough(Stage):
@@ -83,8 +86,10 @@ class Passthrough(Stage):
             raise ValueError(f"boom at {packet.meta.frame}")
         if packet.frame is not None and int(packet.frame[-1, -1, 0]) != packet.meta.frame % 251:
             raise AssertionError(f"corrupt pixels in frame {packet.meta.frame}")
-        if cfg.sleep_ms:
-            time.sleep(cfg.sleep_ms / 1000)
+        if cfg.sleep_ms or cfg.jitter_ms:
+            time.sleep((cfg.sleep_ms + random.uniform(0, cfg.jitter_ms)) / 1000)
+        if cfg.skip_every and packet.meta.frame % cfg.skip_every == 0:
+            return []
         packet.extra["path"] = [*packet.extra.get("path", []), cfg.tag or self.ctx.stage_id]
         packet.extra.setdefault("threads", os.environ.get("OMP_NUM_THREADS"))
         self.ctx.count("seen")
