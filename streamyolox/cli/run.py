@@ -103,7 +103,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
     for kind in args.kinds or list(BUILTIN_STAGES):
         print("\n".join(describe_kind(kind)))
     print("\nEvery stage also takes: inputs, worker, queue (8), policy (block|drop_oldest), "
-          "restart (never|on-failure), max_restarts (3), endpoint (tcp://host:port), threads.")
+          "restart (never|on-failure), max_restarts (3), listen (tcp://host:port), threads.")
     return 0
 
 
