@@ -123,7 +123,7 @@ class Reorder(Generic[T]):
                     self.next = (epoch, seq + 1)
                 continue
             if q and q[0][0][0] == epoch:  # a later seq of this epoch at its head: `seq` was dropped
-                self.next = (epoch, seq + 1)
+                self.next = (epoch, self._next_possible(epoch, seq))
                 continue
             if not q and not self.ended[seq % self.n]:
                 return out  # that replica may still send it
@@ -131,6 +131,20 @@ class Reorder(Generic[T]):
             if newer is None:  # every replica ended and every queue is empty
                 return out
             self.next = (newer, 0) if newer > epoch else (epoch, seq + 1)
+
+    def _next_possible(self, epoch: int, seq: int) -> int:
+        """The smallest seq after `seq` that some replica may still deliver in `epoch` (a gap of any size,
+        e.g. a consumer restarted mid-stream, is skipped in one step)."""
+        best = None
+        for i, (q, ended) in enumerate(zip(self.queues, self.ended)):
+            if q and q[0][0][0] == epoch:
+                cand = q[0][0][1]
+            elif not q and not ended:
+                cand = seq + (i - seq) % self.n  # the first seq from `seq` on that replica i owns
+            else:
+                continue
+            best = cand if best is None else min(best, cand)
+        return max(seq + 1, best if best is not None else seq + 1)
 
     def _epoch_done(self, epoch: int) -> int | None:
         """The next epoch once no replica can send anything more of `epoch`; `epoch` while one still can;

@@ -71,7 +71,8 @@ def plan_edges(spec: PipelineSpec, run_dir: str, prefix: str, only: set[str]) ->
     for i, (src, dst) in enumerate(spec.edges()):
         kind, address = _edge_kind_and_address(spec, src, dst, i, run_dir)
         if (src in only) != (dst in only) and kind != "tcp":
-            raise SpecError(f"stages.{dst}.listen: required: its input {src!r} runs on another host")
+            raise SpecError(f"stages.{base_id(dst)}.listen: required: its input {base_id(src)!r} runs on "
+                            "another host")
         d = spec.stages[dst]
         slots = d.queue + (3 if d.policy == "drop_oldest" else 2)
         edges.append(EdgeInfo(i, src, dst, kind, address, d.queue, d.policy, slots, prefix,  # type: ignore[arg-type]

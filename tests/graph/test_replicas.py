@@ -211,3 +211,12 @@ def test_adjacent_replicated_stages_rejected() -> None:
     with pytest.raises(SpecError, match=r"^stages\.b\.replicas: its input 'a' is replicated too; put a stage "
                                         r"with replicas: 1 between them$"):
         parse_pipeline(doc)
+
+
+def test_reorder_skips_a_large_gap_at_once() -> None:
+    base = 3 * 10**8  # e.g. a consumer restarted mid-stream; seq s comes from replica s % 3
+    buf: Reorder[str] = Reorder(3)
+    assert buf.push(2, (0, base + 2, True), "c") == []
+    assert buf.push(1, (0, base + 1, True), "b") == []
+    assert buf.push(0, (0, base + 3, True), "d") == ["b", "c", "d"]
+    assert buf.next == (0, base + 4)
