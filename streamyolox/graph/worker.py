@@ -137,6 +137,17 @@ class StageProcess:
         self.zctx.term()
 
 
+def _sweep_own_segments(plan: ProcessPlan) -> None:
+    """The runner died without cleaning up (kill -9): unlink the segments this process created (those of its
+    output edges); every other process of the run, dying with the runner too, does the same for its own."""
+    from streamyolox.graph import shm
+
+    for edges in plan.outputs.values():
+        for e in edges:
+            if e.shm_prefix:
+                shm.sweep(f"{e.shm_prefix}e{e.index}-")
+
+
 def child_main(plan: ProcessPlan, incarnation: int, stop: object, abort: object, parent_pid: int) -> None:
     """Entry point of a spawned stage process; exits 0 when its stages ended, 1 when one failed."""
     _die_with_parent(parent_pid)
@@ -158,6 +169,8 @@ def child_main(plan: ProcessPlan, incarnation: int, stop: object, abort: object,
         code = proc.run(parent_pid)
     finally:
         proc.close()
+        if os.getppid() != parent_pid:
+            _sweep_own_segments(plan)
         logging.shutdown()
     # Every stage has closed (files flushed, sockets drained): skip the interpreter's teardown of torch and
     # onnxruntime, which took 1-3 s per process on the 2-core machine and held the run's exit back.

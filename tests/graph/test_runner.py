@@ -212,3 +212,18 @@ def test_kill9_stage_restarts_on_failure(tmp_path: Path) -> None:
     assert closed and recs[-1]["frame"] == 399  # frames after the restart arrive
     rows = {r["stage"]: r for r in json.loads((tmp_path / "m.json").read_text())["stages"]}
     assert rows["a"]["restarts"] == 1
+
+
+def test_runner_killed_leaves_no_processes_nor_segments(tmp_path: Path) -> None:
+    """kill -9 of `streamyolox run` itself: its stage processes die with it and unlink their segments."""
+    proc = _start_cli(tmp_path, SLOW.replace("RESTART", "never"))
+    _wait_lines(tmp_path / "out.jsonl", 10)
+    family = psutil.Process(proc.pid).children(recursive=True)
+    assert shm.leftovers(f"syx-{proc.pid}-") != []  # the run is using shared memory
+    proc.kill()
+    proc.communicate(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (_alive(family) or shm.leftovers(f"syx-{proc.pid}-")):
+        time.sleep(0.1)
+    assert _alive(family) == []
+    assert shm.leftovers(f"syx-{proc.pid}-") == []
