@@ -71,7 +71,7 @@ class StageLoop:
         self.metrics = StageMetrics(spec.id)
         self.ctx = StageContext(stage_id=spec.id, model=model, pipeline=pipeline,
                                 log=logging.getLogger(f"streamyolox.stage.{spec.id}"),
-                                should_stop=lambda: stop_set() or abort_set())
+                                should_stop=lambda: stop_set() or abort_set(), replicas=spec.replicas)
         self.stage: Stage | None = None
         self.error: str | None = None
         self.frame: int | None = None

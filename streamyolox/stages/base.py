@@ -34,6 +34,7 @@ class StageContext:
     pipeline: str = "pipeline"
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("streamyolox.stage"))
     should_stop: Callable[[], bool] = lambda: False
+    replicas: int = 1  # how many copies of this stage run side by side (data parallel), this one included
     counters: dict[str, float] = field(default_factory=dict)
 
     def count(self, name: str, n: float = 1) -> None:

@@ -17,7 +17,7 @@ from streamyolox.stages.packet import Packet
 class YoloxConfig(StageConfig):
     """batch: frames per inference call (up to); max_wait_ms: how long to wait for a batch to fill;
     backend: overrides model.backend (auto, torch, onnxruntime); threads: intra-op threads (None: on CPU, all
-    cores but one, which is left to decoding and the other stages);
+    cores but one, which is left to decoding and the other stages, shared among the stage's replicas);
     spin: let idle onnxruntime threads spin (fastest alone, slower when other stages share the cores)."""
 
     batch: int = 1
@@ -45,7 +45,8 @@ class YoloxStage(Stage):
         if threads is None and not spec.device.startswith("cuda"):
             # 2-core machine, 720p demo: 49 frames/s with 1 inference thread vs 40 with 2 fighting decode
             # for the cores (benchmarks/README.md)
-            threads = max(1, len(os.sched_getaffinity(0)) - 1)
+            # replicas share those cores
+            threads = max(1, (len(os.sched_getaffinity(0)) - 1) // max(1, self.ctx.replicas))
         self.backend = make_backend(spec, threads=threads, spin=cfg.spin)
         self._on_gpu = spec.device.startswith("cuda") and self.backend.name == "torch"
         self.max_batch = cfg.batch
