@@ -110,31 +110,53 @@ class OrtBackend:
         return self._decode(raw, self.input_size)
 
 
-def _export_cached(loaded: Any, spec: ModelSpec) -> Path:
-    """Export the loaded model once per (weights file, size); later runs reuse the file."""
+def _onnx_cache_path(weights: Path, name: str, size: tuple[int, int]) -> Path:
+    """Where the export of (weights file, model name, input size) lives; a changed file gets a new one."""
+    weights = weights.resolve()
+    stamp = f"{weights}:{weights.stat().st_mtime_ns}:{name}:{size[0]}x{size[1]}"
+    return _cache_dir() / f"{weights.stem}-{hashlib.sha1(stamp.encode()).hexdigest()[:16]}.onnx"
+
+
+def _export(model: Any, path: Path, size: tuple[int, int]) -> Path:
     from streamyolox.weights import export_onnx
 
-    src = Path(loaded.source_path) if loaded.source_path else None
-    stamp = f"{src}:{src.stat().st_mtime_ns}" if src and src.exists() else loaded.name
-    key = hashlib.sha1(f"{stamp}:{loaded.input_size}:{len(loaded.class_names)}".encode()).hexdigest()[:16]
-    path = _cache_dir() / f"{loaded.name}-{key}.onnx"
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        export_onnx(loaded.model, tmp, input_size=loaded.input_size, dynamic_batch=True, decode=False)
-        tmp.replace(path)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # replicas may export at once: the last rename wins
+    export_onnx(model, tmp, input_size=size, dynamic_batch=True, decode=False)
+    tmp.replace(path)
     return path
+
+
+def _cached_ort(spec: ModelSpec, threads: int | None, spin: bool) -> OrtBackend | None:
+    """onnxruntime straight from an earlier export of `spec.weights`, without importing torch: an inference
+    process then holds onnxruntime alone (torch cost each yolox replica ~250 MB RSS and seconds of start-up)."""
+    from streamyolox.inference.metadata import class_names_for, default_input_size
+
+    weights = Path(spec.weights) if spec.weights else None
+    if weights is None or not weights.is_file():
+        return None
+    size = tuple(spec.input_size) if spec.input_size else default_input_size(weights, spec.name)
+    path = _onnx_cache_path(weights, spec.name, size)  # type: ignore[arg-type]
+    if not path.exists():
+        return None
+    return OrtBackend(path, size, class_names_for(spec), threads, spin)  # type: ignore[arg-type]
 
 
 def make_backend(spec: ModelSpec, threads: int | None = None, spin: bool = True) -> Backend:
     """Load `spec.weights` and wrap it in the backend `spec.backend` names (`auto`: onnxruntime on CPU,
-    torch on CUDA)."""
-    from streamyolox.weights import load_model
-
+    torch on CUDA). onnxruntime runs an export of the loaded (BN-fused) model, made once and cached."""
     backend = spec.backend
     if backend == "auto":
         backend = "torch" if spec.device.startswith("cuda") else "onnxruntime"
+    if backend not in ("torch", "onnxruntime"):
+        raise ValueError(f"model.backend: expected auto, torch or onnxruntime, got {backend!r}")
     if backend == "onnxruntime" and spec.device.startswith("cuda"):
         raise ValueError("model.backend: onnxruntime runs on the CPU here; use backend 'torch' for device cuda")
+    if backend == "onnxruntime":
+        cached = _cached_ort(spec, threads, spin)
+        if cached is not None:
+            return cached
+    from streamyolox.weights import load_model
+
     loaded = load_model(spec.weights, name=spec.name, device="cpu" if backend == "onnxruntime" else spec.device)
     size = tuple(spec.input_size) if spec.input_size else tuple(loaded.input_size)
     names = tuple(loaded.class_names)
@@ -144,7 +166,15 @@ def make_backend(spec: ModelSpec, threads: int | None = None, spin: bool = True)
         torch.set_num_threads(threads)
     if backend == "torch":
         return TorchBackend(loaded.model, size, names, device=spec.device, precision=spec.precision)  # type: ignore[arg-type]
-    if backend != "onnxruntime":
-        raise ValueError(f"model.backend: expected auto, torch or onnxruntime, got {backend!r}")
-    loaded.input_size = size
-    return OrtBackend(_export_cached(loaded, spec), size, names, threads, spin)  # type: ignore[arg-type]
+    source = Path(loaded.source_path) if loaded.source_path else None
+    if source is not None and source.is_file():
+        path = _onnx_cache_path(source, spec.name, size)  # type: ignore[arg-type]
+        if not path.exists():
+            _export(loaded.model, path, size)  # type: ignore[arg-type]
+        return OrtBackend(path, size, names, threads, spin)  # type: ignore[arg-type]
+    # no weights file (random init): a throw-away export, removed once the session holds the graph
+    path = _export(loaded.model, _cache_dir() / f"{loaded.name}-{os.getpid()}.onnx", size)  # type: ignore[arg-type]
+    try:
+        return OrtBackend(path, size, names, threads, spin)  # type: ignore[arg-type]
+    finally:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,34 @@
+"""Backends: onnxruntime and torch agree; a cached export runs without importing torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from streamyolox.inference import make_backend
+from streamyolox.model.spec import ModelSpec
+
+
+def test_onnxruntime_matches_torch(nano_pth: Path, dog_input_416: np.ndarray, tmp_path: Path,
+                                   monkeypatch) -> None:
+    monkeypatch.setenv("STREAMYOLOX_CACHE", str(tmp_path))
+    x = np.ascontiguousarray(dog_input_416, dtype=np.float32)  # already [1, 3, 416, 416]
+    ort = make_backend(ModelSpec(weights=str(nano_pth), backend="onnxruntime"))(x)
+    torch = make_backend(ModelSpec(weights=str(nano_pth), backend="torch"))(x)
+    assert ort.shape == torch.shape == (1, 3549, 85)
+    np.testing.assert_allclose(ort[..., 4:], torch[..., 4:], atol=1e-4)
+    np.testing.assert_allclose(ort[..., :4], torch[..., :4], rtol=1e-3, atol=1e-2)
+
+
+def test_cached_export_skips_torch(nano_pth: Path, tmp_path: Path) -> None:
+    code = ("import sys; from streamyolox.inference import make_backend; from streamyolox.model.spec import ModelSpec; "
+            f"b = make_backend(ModelSpec(weights={str(nano_pth)!r})); print(b.name, 'torch' in sys.modules)")
+    env = {**os.environ, "STREAMYOLOX_CACHE": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            for _ in range(2)]
+    assert [r.stdout.split() for r in runs] == [["onnxruntime", "True"], ["onnxruntime", "False"]]
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
