@@ -20,6 +20,7 @@ dead consumer held.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import os
 import pickle
@@ -87,24 +88,25 @@ def fork_packet(packet: Packet) -> Packet:
     return dataclasses.replace(packet, extra=dict(packet.extra))
 
 
-class Outlet:
+class Outlet(abc.ABC):
     """Producer end of an edge."""
 
     edge: EdgeInfo
 
+    @abc.abstractmethod
     def send(self, packet: Packet, abort: Callable[[], bool],
              release: Callable[[], None] | None = None, tag: Tag | None = None) -> None:
         """Pass `packet` on (waiting while the edge is full, unless `abort()`)."""
-        raise NotImplementedError
 
-    def send_marker(self, tag: Tag, abort: Callable[[], bool]) -> None:
+    def send_marker(self, tag: Tag, abort: Callable[[], bool]) -> None:  # noqa: B027 (optional: no-op default)
         """Tell a reordering consumer that the input `tag` gave no output (only replicas send these, and a
         replica's edges are never in-process)."""
 
+    @abc.abstractmethod
     def send_eos(self) -> None:
-        raise NotImplementedError
+        """End of stream on this edge."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: no-op default)
         """Release sockets (segments stay until the runner sweeps them: the consumer may still read)."""
 
 
@@ -191,7 +193,7 @@ class SocketOutlet(Outlet):
             offset += shm.aligned(a.nbytes)
         self._send([pickle.dumps((*head, seg.name, descs, stub, tag), protocol=5)], abort)
 
-    def send_marker(self, tag: Tag, abort: Callable[[], bool]) -> None:
+    def send_marker(self, tag: Tag, abort: Callable[[], bool]) -> None:  # noqa: B027 (optional: no-op default)
         self._drain()  # markers hold no slot; the socket's high-water mark bounds them
         self._send([pickle.dumps(("S", tag))], abort)
 

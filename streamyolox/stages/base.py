@@ -71,7 +71,7 @@ class Stage:
 
     def process(self, packet: Packet) -> list[Packet]:
         """Handle one packet; return the packets to pass downstream (none, one or several)."""
-        raise NotImplementedError(f"stage kind {self.kind!r} does not process packets")
+        raise TypeError(f"stage kind {self.kind!r} does not process packets (it is a source)")
 
     def process_batch(self, packets: list[Packet]) -> list[Packet]:
         """Handle several packets at once (batching stages override this)."""
@@ -82,7 +82,7 @@ class Stage:
 
     def generate(self) -> Iterator[Packet]:
         """Sources: yield packets until the input ends or `ctx.should_stop()` is true."""
-        raise NotImplementedError(f"stage kind {self.kind!r} is not a source")
+        raise TypeError(f"stage kind {self.kind!r} is not a source: it has no generate()")
 
     def close(self) -> list[Packet]:
         """Flush and release resources; may return final packets (end of stream follows them)."""
