@@ -193,7 +193,7 @@ class SocketOutlet(Outlet):
             offset += shm.aligned(a.nbytes)
         self._send([pickle.dumps((*head, seg.name, descs, stub, tag), protocol=5)], abort)
 
-    def send_marker(self, tag: Tag, abort: Callable[[], bool]) -> None:  # noqa: B027 (optional: no-op default)
+    def send_marker(self, tag: Tag, abort: Callable[[], bool]) -> None:
         self._drain()  # markers hold no slot; the socket's high-water mark bounds them
         self._send([pickle.dumps(("S", tag))], abort)
 
