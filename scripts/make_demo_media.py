@@ -1,7 +1,8 @@
 """Build `examples/media/demo.mp4`, the embedded default of `make demo`.
 
 A 4 s, 640x360, 30 fps H.264 pan over a collage of public-domain / CC0 images that scikit-image ships
-(astronaut: public domain, NASA; chelsea the cat and coffee: CC0). Run: `python scripts/make_demo_media.py`.
+(astronaut: public domain, NASA; chelsea the cat and coffee: CC0). Run: `pip install scikit-image && python
+scripts/make_demo_media.py` (the clip is committed; this only remakes it).
 """
 
 from __future__ import annotations
