@@ -152,18 +152,25 @@ def child_main(plan: ProcessPlan, incarnation: int, stop: object, abort: object,
     """Entry point of a spawned stage process; exits 0 when its stages ended, 1 when one failed."""
     _die_with_parent(parent_pid)
     logging.basicConfig(level=plan.log_level, format=f"%(asctime)s %(levelname)s [{plan.name}] %(message)s")
-    local_abort = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: local_abort.set())
 
-    class _Either:  # the runner's abort event or our own SIGTERM
+    class _Either:
+        """The runner's abort event or our own SIGTERM. A plain flag, not a threading.Event: the handler runs
+        in the main thread, and a second SIGTERM arriving inside Event.set() deadlocked on the Event's lock
+        (seen in CI: a stage process outlived a runner killed with -9)."""
+
+        def __init__(self) -> None:
+            self.flag = False
+
         def is_set(self) -> bool:
-            return local_abort.is_set() or abort.is_set()  # type: ignore[attr-defined]
+            return self.flag or abort.is_set()  # type: ignore[attr-defined]
 
-        def set(self) -> None:
-            local_abort.set()
+        def set(self, *_: object) -> None:
+            self.flag = True
 
-    proc = StageProcess(plan, incarnation, stop, _Either())  # type: ignore[arg-type]
+    either = _Either()
+    signal.signal(signal.SIGTERM, either.set)
+    proc = StageProcess(plan, incarnation, stop, either)  # type: ignore[arg-type]
     code = 1
     try:
         code = proc.run(parent_pid)

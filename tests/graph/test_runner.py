@@ -221,9 +221,11 @@ def test_runner_killed_leaves_no_processes_nor_segments(tmp_path: Path) -> None:
     family = psutil.Process(proc.pid).children(recursive=True)
     assert shm.leftovers(f"syx-{proc.pid}-") != []  # the run is using shared memory
     proc.kill()
-    proc.communicate(timeout=10)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (_alive(family) or shm.leftovers(f"syx-{proc.pid}-")):
+    proc.wait(timeout=10)  # not communicate(): the stage processes hold the pipes until they are gone
+    t0 = time.monotonic()
+    while time.monotonic() < t0 + 30 and (_alive(family) or shm.leftovers(f"syx-{proc.pid}-")):
         time.sleep(0.1)
-    assert _alive(family) == []
+    proc.stdout.close()  # type: ignore[union-attr]
+    proc.stderr.close()  # type: ignore[union-attr]
+    assert _alive(family) == [], f"stage processes still alive {time.monotonic() - t0:.1f} s after the runner died"
     assert shm.leftovers(f"syx-{proc.pid}-") == []
