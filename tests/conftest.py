@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import socket
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,17 @@ def dog_input_416(dog_jpg: Path):
     padded = np.full((416, 416, 3), 114, dtype=np.uint8)
     padded[: resized.shape[0], : resized.shape[1]] = resized
     return np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def free_endpoint() -> str:
+    """A free loopback port below the ephemeral range: a subscriber that connects before the publisher
+    binds can otherwise connect to itself (same source and destination port) and hold the port."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(low // 2, low), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return f"tcp://127.0.0.1:{port}"
+    raise RuntimeError("no free port")

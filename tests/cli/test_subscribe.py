@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import stat
 import subprocess
 import sys
@@ -20,23 +18,10 @@ from streamyolox.detections import Detections, FrameMeta
 from streamyolox.stages.packet import Packet
 from streamyolox.stages.testing import make_stage
 from streamyolox.stages.zmq_sink import ZmqSink, message_schema
+from tests.conftest import free_endpoint
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-def free_endpoint() -> str:
-    """A free loopback port below the ephemeral range: a subscriber that connects before the publisher
-    binds can otherwise connect to itself (same source and destination port) and hold the port."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for port in random.sample(range(low // 2, low), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return f"tcp://127.0.0.1:{port}"
-    raise RuntimeError("no free port")
 
 
 def publish(endpoint: str, streams: list[str], n: int, **options: object) -> None:

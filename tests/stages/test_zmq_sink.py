@@ -3,8 +3,6 @@ the sink, CURVE keeps out keys that are not allowed, and non-loopback endpoints 
 
 from __future__ import annotations
 
-import random
-import socket
 import threading
 import time
 from pathlib import Path
@@ -22,20 +20,7 @@ from streamyolox.detections import Detections, FrameMeta
 from streamyolox.stages.packet import Packet
 from streamyolox.stages.testing import make_stage
 from streamyolox.stages.zmq_sink import ZmqSink, ZmqSinkConfig, check_config, message_schema
-
-
-def free_endpoint() -> str:
-    """A free loopback port below the ephemeral range: a subscriber that connects before the publisher
-    binds can otherwise connect to itself (same source and destination port) and hold the port."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for port in random.sample(range(low // 2, low), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return f"tcp://127.0.0.1:{port}"
-    raise RuntimeError("no free port")
+from tests.conftest import free_endpoint
 
 
 def packets(n: int, stream: str = "cam", size: tuple[int, int] = (180, 320), noise: bool = False) -> list[Packet]:
