@@ -2,7 +2,10 @@
 edges) or directly by an `InprocOutlet` (edges inside a worker).
 
 The receiver drains sockets continuously, so a `drop_oldest` edge discards stale packets (returning their
-slots) even while the stage is busy: the producer never waits long and frame age stays bounded.
+slots) even while the stage is busy: the producer never waits long and frame age stays bounded. It also
+keeps the consumer's half of the restart protocol (`streamyolox.graph.transport`): the unprompted hello of
+a restarted consumer, answers to probes, and which frames arrived from each producer incarnation (the
+runner's evidence for what a dead stage had already passed on).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from streamyolox.graph.transport import (
     POLL_MS,
     Aborted,
     EdgeInfo,
+    Key,
     Outlet,
     SegmentCache,
     Tag,
@@ -33,6 +37,7 @@ from streamyolox.graph.transport import (
 from streamyolox.stages.packet import Packet
 
 log = logging.getLogger("streamyolox.graph")
+EVIDENCE = 1024  # frames remembered per producer incarnation: more than a dead producer can have held
 
 
 class EndOfInput(Exception):
@@ -67,6 +72,8 @@ class Inbox:
         self.items: deque[Item] = deque()
         self.count = {e.index: 0 for e in edges}
         self.dropped = {e.index: 0 for e in edges}
+        self.received: dict[int, dict[str, int]] = {e.index: {} for e in edges}  # per stream
+        self.dropped_streams: dict[int, dict[str, int]] = {e.index: {} for e in edges}
         self.ended: set[int] = set()
 
     def put(self, item: Item, abort: Callable[[], bool] = lambda: False) -> None:
@@ -83,6 +90,7 @@ class Inbox:
                         raise Aborted
                     self.cond.wait(POLL_MS / 1000)
             self.count[item.edge] += 1
+            _bump(self.received[item.edge], item.packet.meta.stream)
             reorder = self._reorder(edge)
             if reorder is None or item.tag is None:
                 self.items.append(item)
@@ -116,6 +124,7 @@ class Inbox:
             self.items.extend(reorder.pop_ready())  # type: ignore[union-attr]
         self.count[edge] -= 1
         self.dropped[edge] += 1
+        _bump(self.dropped_streams[edge], old.packet.meta.stream)
         old.release()
 
     def end(self, edge: int) -> None:
@@ -159,6 +168,16 @@ class Inbox:
         with self.cond:
             return dict(self.count)
 
+    def stream_counts(self) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, int]]]:
+        """(received, dropped) per edge and stream."""
+        with self.cond:
+            return ({k: dict(v) for k, v in self.received.items()},
+                    {k: dict(v) for k, v in self.dropped_streams.items()})
+
+
+def _bump(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
 
 class InprocOutlet(Outlet):
     """Producer end of an edge inside one worker process: hands over the packet object itself."""
@@ -184,11 +203,17 @@ class Receiver(threading.Thread):
     """Owns the bound sockets of a process's socket input edges; decodes, queues, returns credits."""
 
     def __init__(self, context: zmq.Context, edges: list[EdgeInfo], inboxes: dict[int, Inbox],
-                 incarnation: int = 0) -> None:
+                 incarnation: int = 0, producer_done: Callable[[int], bool] | None = None) -> None:
         super().__init__(name="streamyolox-receiver", daemon=True)
         self.edges = {e.index: e for e in edges}
         self.inboxes = inboxes
         self.incarnation = incarnation
+        # A restarted consumer: hello on every edge once its producer is connected; an edge whose producer
+        # process has finished is ended (its end of stream went to the incarnation that died).
+        self.hello_pending = set(self.edges) if incarnation > 0 else set()
+        self.producer_done = producer_done if incarnation > 0 else None
+        self.last_frame: dict[int, dict[str, int]] = {e.index: {} for e in edges}
+        self.evidence: dict[int, dict[int, deque[Key]]] = {e.index: {} for e in edges}
         self.socks: dict[int, zmq.Socket] = {}
         for e in edges:
             sock = context.socket(zmq.DEALER)
@@ -224,7 +249,8 @@ class Receiver(threading.Thread):
         poller.register(self.wake_r, zmq.POLLIN)
         by_sock = {sock: idx for idx, sock in self.socks.items()}
         while not self.stopping.is_set():
-            events = dict(poller.poll(POLL_MS))
+            self._resync()
+            events = dict(poller.poll(POLL_MS // 4 if self.hello_pending else POLL_MS))
             if self.wake_r in events:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self.wake_r, 65536)
@@ -232,6 +258,29 @@ class Receiver(threading.Thread):
                 if sock in events:
                     self._drain(idx, sock)
             self._flush()
+
+    def _resync(self) -> None:
+        for idx in list(self.hello_pending):
+            try:  # a bound DEALER refuses to send until the producer has connected
+                self.socks[idx].send(pickle.dumps(("H", self.incarnation)), zmq.NOBLOCK)
+                self.hello_pending.discard(idx)
+            except zmq.Again:
+                pass
+        if self.producer_done is not None:
+            for idx, inbox in self.inboxes.items():
+                if idx not in inbox.ended and self.producer_done(idx):
+                    inbox.end(idx)
+
+    def evidence_report(self) -> dict[int, dict[int, list[Key]]]:
+        """edge -> producer incarnation -> the last frames received from it (for the runner's accounting)."""
+        return {idx: {inc: list(keys) for inc, keys in by_inc.items()} for idx, by_inc in self.evidence.items()
+                if by_inc}
+
+    def _record(self, idx: int, producer_inc: int, packet: Packet) -> None:
+        key = (packet.meta.stream, packet.meta.frame)
+        self.evidence[idx].setdefault(producer_inc, deque(maxlen=EVIDENCE)).append(key)
+        last = self.last_frame[idx]
+        last[key[0]] = max(key[1], last.get(key[0], key[1]))
 
     def _flush(self) -> None:
         while self.pending:
@@ -254,20 +303,28 @@ class Receiver(threading.Thread):
                 self.inboxes[idx].end(idx)
             elif msg[0] == "S":
                 self.inboxes[idx].put_marker(idx, msg[1])
+            elif msg[0] == "P":
+                answer = ("R", msg[1], self.incarnation, dict(self.last_frame[idx]))
+                with contextlib.suppress(zmq.Again):
+                    sock.send(pickle.dumps(answer), zmq.NOBLOCK)
             elif msg[0] == "D" and msg[1] != self.incarnation:
-                sock.send(pickle.dumps(("H", self.incarnation)), zmq.NOBLOCK)
+                with contextlib.suppress(zmq.Again):
+                    sock.send(pickle.dumps(("H", self.incarnation)), zmq.NOBLOCK)
             elif packet is not None:
+                self._record(idx, msg[2], packet)
                 self.inboxes[idx].put(Item(idx, packet, self.release_fn(idx, msg[2], msg[3]), msg[7]))
                 self._flush()  # credits of packets dropped just now
 
-    def stop(self) -> None:
+    def stop(self, linger_ms: int = 500) -> None:
+        """Stop and close; `linger_ms` lets the last credits reach the producers (0 when aborting)."""
         self.stopping.set()
         with contextlib.suppress(BlockingIOError):
             os.write(self.wake_w, b"x")
         if self.is_alive():
             self.join(2)
+        self._flush()  # the last credits: the producer waits for them before it ends (`finish`)
         for sock in self.socks.values():
-            sock.close(linger=0)
+            sock.close(linger=linger_ms)
         for cache in self.caches.values():
             cache.close()
         os.close(self.wake_r)

@@ -75,9 +75,17 @@ class StageStats:
     last_time: float | None = None
     active: tuple[float, float] | None = None  # (first, last) packet time, for the run's average fps
     error: str | None = None
-    # frames of earlier incarnations, so counts survive a restart
+    # per stream (for the run's drop accounting): received per input edge, dropped by drop_oldest per input
+    # edge, a source's frames; frames held by consumers that died (reported by this stage as their producer)
+    received: dict[int, dict[str, int]] = field(default_factory=dict)
+    dropped_streams: dict[int, dict[str, int]] = field(default_factory=dict)
+    streams_out: dict[str, int] = field(default_factory=dict)
+    resumed: int = 0
+    lost: list[tuple[int, int, list[tuple[str, int]]]] = field(default_factory=list)
+    # counts of earlier incarnations, so they survive a restart (those of a killed one: its last report)
     base_in: int = 0
     base_out: int = 0
+    base: dict[str, Any] = field(default_factory=dict)
 
     def percentiles(self, recent: bool = True) -> dict[str, float | None]:
         data = list(self.recent) if recent else self.reservoir
@@ -94,6 +102,7 @@ class MetricsBoard:
         self.lock = threading.Lock()
         self.started = time.time()
         self.stats = {sid: StageStats(sid, kind) for sid, kind in kinds.items()}
+        self.evidence: dict[int, dict[int, set[tuple[str, int]]]] = {}  # edge -> producer inc -> frames
 
     def update(self, snap: dict[str, Any]) -> None:
         with self.lock:
@@ -111,8 +120,9 @@ class MetricsBoard:
             st.busy_s = snap["busy_s"]
             st.state = snap["state"] if st.state not in ("failed", "died") else st.state
             st.queue, st.counters = snap["queue"], snap["counters"]
-            st.dropped = {k: st.dropped.get(k, 0) if v < st.dropped.get(k, 0) else v
-                          for k, v in snap["dropped"].items()}
+            for name in ("dropped", "received", "dropped_streams", "streams_out", "resumed"):
+                setattr(st, name, add_counts(st.base.get(name), snap.get(name)))
+            st.lost.extend(snap.get("lost", []))
             if snap.get("first_t") is not None:
                 first = snap["first_t"] if st.active is None else min(st.active[0], snap["first_t"])
                 st.active = (first, snap["last_t"])
@@ -131,6 +141,15 @@ class MetricsBoard:
             st = self.stats[stage]
             st.restarts += 1
             st.base_in, st.base_out = st.frames_in, st.frames_out
+            st.base = {name: getattr(st, name) for name in
+                       ("dropped", "received", "dropped_streams", "streams_out", "resumed")}
+
+    def add_evidence(self, evidence: dict[int, dict[int, list[tuple[str, int]]]]) -> None:
+        """A process's final report: the frames its receiver got from each producer incarnation."""
+        with self.lock:
+            for edge, by_inc in evidence.items():
+                for inc, keys in by_inc.items():
+                    self.evidence.setdefault(edge, {}).setdefault(inc, set()).update(map(tuple, keys))
 
     def rows(self, final: bool = False) -> list[dict[str, Any]]:
         """One dict per stage: state, frames, fps (average over the run when `final`), busy, ages, queues.
@@ -163,6 +182,14 @@ class MetricsBoard:
 
     def summary(self) -> dict[str, Any]:
         return {"elapsed_s": time.time() - self.started, "stages": self.rows(final=True)}
+
+
+def add_counts(a: Any, b: Any) -> Any:
+    """a + b for counts: numbers, or dicts of them (nested), keys of either; None counts as nothing."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        a, b = a or {}, b or {}
+        return {k: add_counts(a.get(k), b.get(k)) for k in {**a, **b}}
+    return (a or 0) + (b or 0)
 
 
 STATE_RANK = ("failed", "died", "running", "opening", "starting", "done")  # the row shows the first present

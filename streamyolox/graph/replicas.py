@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from streamyolox.graph.spec import PipelineSpec
-from streamyolox.graph.transport import Outlet, SocketOutlet, Tag
+from streamyolox.graph.transport import Lost, Outlet, SocketOutlet, Tag
 from streamyolox.stages.packet import Packet
 
 T = TypeVar("T")
@@ -64,13 +64,33 @@ class RoundRobinOutlet(Outlet):
 
     def send(self, packet: Packet, abort: Callable[[], bool],
              release: Callable[[], None] | None = None, tag: Tag | None = None) -> None:
+        if self.skips(packet, abort):
+            return
         target = self.outlets[self.seq % len(self.outlets)]
         target.send(packet, abort, tag=(self.epoch, self.seq, True))  # blocks on this replica's credits
         self.seq += 1
 
+    def skips(self, packet: Packet, abort: Callable[[], bool]) -> bool:
+        """A resumed source: the replicas got frames round robin, so everything up to the newest frame any
+        of them received was delivered (or its loss counted)."""
+        if not any(out.resume for out in self.outlets):
+            return False
+        for out in self.outlets:
+            out.skips(packet, abort)  # waits for the probe's answer
+        lasts = [out.resume_after[packet.meta.stream] for out in self.outlets
+                 if packet.meta.stream in out.resume_after]
+        return bool(lasts) and packet.meta.frame <= max(lasts)
+
     def send_eos(self) -> None:
         for out in self.outlets:
             out.send_eos()
+
+    def finish(self, abort: Callable[[], bool]) -> None:
+        for out in self.outlets:
+            out.finish(abort)
+
+    def take_lost(self) -> list[Lost]:
+        return [x for out in self.outlets for x in out.take_lost()]
 
     def close(self, linger_ms: int = 0) -> None:
         for out in self.outlets:

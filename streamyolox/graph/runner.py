@@ -2,12 +2,15 @@
 
 Lifecycle:
 - end of stream flows from the sources; the run exits 0 once every process has finished.
-- SIGINT / SIGTERM: sources stop at once (end of stream follows); after `DRAIN_S` everyone is told to
-  abort (sinks still close and flush what they got); stragglers are terminated, then killed, within 2 s.
-- a stage that raises or dies (e.g. `kill -9`): restarted when `restart: on-failure` allows it, else the
-  pipeline aborts and the run exits 1 with one line naming the stage.
-The runner owns every shared-memory segment of the run (one name prefix) and unlinks them all at the end,
-whatever happened, and the ipc socket folder with them.
+- SIGINT / SIGTERM / SIGHUP: sources stop at once (end of stream follows); after `DRAIN_S` everyone is told
+  to abort (sinks still close and flush what they got); stragglers are terminated, then killed, within 2 s.
+- a stage that raises or dies (e.g. `kill -9`): restarted when `restart: on-failure` allows it (the frames
+  it held are counted as dropped, `streamyolox.graph.losses`), else the pipeline aborts and the run exits 1
+  with one line naming the stage.
+- the last lines say, per stream, how many frames were dropped and where (also in `--metrics-json`).
+The runner owns every shared-memory segment of the run (one name prefix, with its pid) and unlinks them
+all at the end, whatever happened, and the ipc socket folder with them; a run also removes what runners
+that were killed left behind (`streamyolox.graph.stale`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 
 import zmq
 
-from streamyolox.graph import shm
+from streamyolox.graph import liveness, losses, shm, stale
 from streamyolox.graph.metrics import MetricsBoard
 from streamyolox.graph.options import SpecError
 from streamyolox.graph.replicas import base_id, edge_roles, expand
@@ -36,7 +39,9 @@ log = logging.getLogger("streamyolox.run")
 DRAIN_S = 1.0  # after a stop signal, how long stages may drain before they abort
 TERM_S = 1.4  # ... before stragglers get SIGTERM
 KILL_S = 1.8  # ... and SIGKILL (so every stage is gone within 2 s)
+FINAL_WAIT_S = 1.5  # after the last process ended: how long its final report may take to arrive
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -66,16 +71,18 @@ def _edge_kind_and_address(spec: PipelineSpec, src: str, dst: str, index: int, r
 
 
 def plan_edges(spec: PipelineSpec, run_dir: str, prefix: str, only: set[str]) -> list[EdgeInfo]:
-    """One `EdgeInfo` per (producer, consumer) pair; edges crossing hosts (`--only`) must be tcp."""
+    """One `EdgeInfo` per (producer, consumer) pair; edges crossing hosts (`--only`) must be tcp. An edge
+    fed by files alone blocks even under `drop_oldest` (`streamyolox.graph.liveness`)."""
+    policies = liveness.edge_policies(spec)
     edges = []
     for i, (src, dst) in enumerate(spec.edges()):
         kind, address = _edge_kind_and_address(spec, src, dst, i, run_dir)
         if (src in only) != (dst in only) and kind != "tcp":
             raise SpecError(f"stages.{base_id(dst)}.listen: required: its input {base_id(src)!r} runs on "
                             "another host")
-        d = spec.stages[dst]
-        slots = d.queue + (3 if d.policy == "drop_oldest" else 2)
-        edges.append(EdgeInfo(i, src, dst, kind, address, d.queue, d.policy, slots, prefix,  # type: ignore[arg-type]
+        d, policy = spec.stages[dst], policies[(src, dst)]
+        slots = d.queue + (3 if policy == "drop_oldest" else 2)
+        edges.append(EdgeInfo(i, src, dst, kind, address, d.queue, policy, slots, prefix,  # type: ignore[arg-type]
                               **edge_roles(spec, src, dst)))
     return edges
 
@@ -87,16 +94,19 @@ def plan_processes(spec: PipelineSpec, edges: list[EdgeInfo], only: set[str], co
     for sid, s in spec.stages.items():
         if sid in only:
             groups.setdefault(s.worker or sid, []).append(sid)
+    index = {sid: k for k, ids in enumerate(groups.values()) for sid in ids}
     plans = []
     for name, ids in groups.items():
         stages = [spec.stages[i] for i in ids]
         threads = next((s.threads for s in stages if s.threads is not None), None)
+        inputs = {i: [e for e in edges if e.dst == i] for i in ids}
         plans.append(ProcessPlan(
-            name=name, stages=stages, model=spec.model, pipeline=spec.name,
-            inputs={i: [e for e in edges if e.dst == i] for i in ids},
+            name=name, stages=stages, model=spec.model, pipeline=spec.name, inputs=inputs,
             outputs={i: [e for e in edges if e.src == i] for i in ids},  # edges leaving this host are tcp
             control=control, interval_s=interval_s, threads=threads,
-            log_level=logging.getLogger().getEffectiveLevel()))
+            log_level=logging.getLogger().getEffectiveLevel(), index=index[ids[0]],
+            producer_of={e.index: index[e.src] for es in inputs.values() for e in es if e.src in index},
+            resumable=liveness.resumable(spec, ids)))
     return plans
 
 
@@ -109,8 +119,9 @@ class Supervisor:
         self.spec = spec
         self.options = options
         self.only = {sid for sid in spec.stages if base_id(sid) in wanted}
-        self.run_dir = tempfile.mkdtemp(prefix="syx-")
-        self.prefix = f"syx-{os.getpid()}-{os.path.basename(self.run_dir)[4:]}-"
+        _sweep_leftovers()
+        self.run_dir = tempfile.mkdtemp(prefix=f"syx-{os.getpid()}-")  # named like the segments, for the sweep
+        self.prefix = f"{os.path.basename(self.run_dir)}-"
         self.mp = mp.get_context("spawn")
         self.stop_ev = self.mp.Event()
         self.abort_ev = self.mp.Event()
@@ -119,12 +130,15 @@ class Supervisor:
         self.control_addr = f"ipc://{self.run_dir}/control"
         self.control.bind(self.control_addr)
         self.board = MetricsBoard({sid: s.kind for sid, s in spec.stages.items() if sid in self.only})
-        edges = plan_edges(spec, self.run_dir, self.prefix, self.only)
+        self.edges = plan_edges(spec, self.run_dir, self.prefix, self.only)
         interval = spec.metrics.interval_s
-        self.plans = {p.name: p for p in plan_processes(spec, edges, self.only, self.control_addr, interval)}
+        self.plans = {p.name: p for p in plan_processes(spec, self.edges, self.only, self.control_addr, interval)}
+        self.done = self.mp.Array("b", len(self.plans), lock=False)  # processes that finished (exit 0)
         self.procs: dict[str, Any] = {}
         self.incarnation = dict.fromkeys(self.plans, 0)
         self.finished: set[str] = set()
+        self.exits: dict[str, int] = dict.fromkeys(self.plans, 0)  # exits that send a final report ...
+        self.finals: dict[str, int] = dict.fromkeys(self.plans, 0)  # ... and those received
         self.error: str | None = None
         self.signal: int | None = None
         self.stop_time: float | None = None
@@ -138,7 +152,8 @@ class Supervisor:
             if plan.threads is not None:
                 os.environ.update(dict.fromkeys(THREAD_ENV, str(plan.threads)))
             proc = self.mp.Process(target=child_main, name=f"streamyolox-{name}",
-                                   args=(plan, self.incarnation[name], self.stop_ev, self.abort_ev, os.getpid()))
+                                   args=(plan, self.incarnation[name], self.stop_ev, self.abort_ev, os.getpid(),
+                                         self.done))
             proc.start()
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -163,8 +178,10 @@ class Supervisor:
         plan = self.plans[name]
         ids = [s.id for s in plan.stages]
         log.debug("process %s exited with code %s", name, code)
+        self.exits[name] += code >= 0
         if code == 0:
             self.finished.add(name)
+            self.done[plan.index] = 1  # its consumers end that input, even a restarted one (see Receiver)
             return
         self._drain_reports()
         reported = [self.board.stats[i].error for i in ids if self.board.stats[i].error]
@@ -194,6 +211,9 @@ class Supervisor:
                 self.board.update(msg[1])
             elif msg[0] == "error":
                 self.board.set_state(msg[1], "failed", msg[2])
+            elif msg[0] == "final":
+                self.board.add_evidence(msg[2])
+                self.finals[msg[1]] += 1
             elif msg[0] == "stop" and self.stop_time is None:
                 log.info("%s: stopping the pipeline (sources stop, sinks flush)", msg[2])
                 self.stop_ev.set()
@@ -230,6 +250,10 @@ class Supervisor:
             if on_tick is not None:
                 on_tick()
         self._drain_reports()
+        deadline = time.monotonic() + FINAL_WAIT_S  # the final reports carry what the accounting needs
+        while any(self.finals[n] < self.exits[n] for n in self.plans) and time.monotonic() < deadline:
+            self.control.poll(20)
+            self._drain_reports()
         if self.signal is not None and self.stop_time is not None:
             log.info("all stages stopped %.2f s after %s", time.monotonic() - self.stop_time,
                      signal.Signals(self.signal).name)
@@ -248,6 +272,20 @@ class Supervisor:
         log.debug("unlinked %d shared-memory segments", n)
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
+    def streams(self) -> dict[str, Any]:
+        """Per stream: frames given by the sources, dropped, and where (`streamyolox.graph.losses`)."""
+        proc_of = {s.id: p.name for p in self.plans.values() for s in p.stages}
+        sources = {sid for sid, s in self.spec.stages.items() if s.is_source}
+        return losses.account(self.board, self.edges, proc_of, sources)
+
+
+def _sweep_leftovers() -> None:
+    found = stale.sweep_dead_runners()
+    if found.segments or found.folders:
+        log.warning("removed %d shared-memory segments (%.1f MB) and %d run folders left by runner(s) that "
+                    "died (pid %s)", found.segments, found.bytes / 1e6, found.folders,
+                    ", ".join(map(str, found.owners)))
+
 
 def run_pipeline(spec: PipelineSpec, options: RunOptions | None = None) -> RunResult:
     """Run until the end of stream, a stop signal or a failure; returns the exit code and metrics."""
@@ -256,7 +294,7 @@ def run_pipeline(spec: PipelineSpec, options: RunOptions | None = None) -> RunRe
     options = options or RunOptions()
     sup = Supervisor(spec, options)
     reporter = Reporter(sup.board, spec, options)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     try:
         for s in handlers:
             signal.signal(s, sup.on_signal)
@@ -271,6 +309,10 @@ def run_pipeline(spec: PipelineSpec, options: RunOptions | None = None) -> RunRe
         reporter.stop()
     code = 1 if sup.error else (128 + sup.signal if sup.signal else 0)
     summary = sup.board.summary()
-    summary.update({"pipeline": spec.name, "exit_code": code, "error": sup.error})
+    streams = sup.streams()
+    losses.add_to_rows(summary["stages"], streams)
+    summary.update({"pipeline": spec.name, "exit_code": code, "error": sup.error, "streams": streams})
     reporter.finish(summary)
+    for line in losses.summary_lines(streams):
+        (log.warning if "dropped" in line.split(":", 1)[1] else log.info)("%s", line)
     return RunResult(code, sup.error, summary)

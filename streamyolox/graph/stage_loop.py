@@ -2,7 +2,10 @@
 
 Outputs go to every outlet (socket edges copy the arrays, so they go first; each in-process consumer but
 the last gets its own shallow copy). An input packet is released (its slot handed back) only after the
-outputs made from it were sent. End of stream follows the last packet on every output.
+outputs made from it were sent. End of stream follows the last packet on every output; the stage then
+stays until its consumers have released what it sent (`Outlet.finish`), so a consumer that dies at the
+end still has a producer to count what it held. A resumed source skips the frames its consumers already
+have (`Outlet.skips`).
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ class StageLoop:
     """Runs one stage in the current thread (`run`); `error` holds the one-line failure, if any."""
 
     def __init__(self, spec: StageSpec, model: ModelSpec, pipeline: str, inbox: Inbox | None,
-                 outlets: list[Outlet], stop_set: Callable[[], bool], abort_set: Callable[[], bool]) -> None:
+                 outlets: list[Outlet], stop_set: Callable[[], bool], abort_set: Callable[[], bool],
+                 restarts: int = 0) -> None:
         self.spec = spec
         self.inbox = inbox
         self.outlets = sorted(outlets, key=lambda o: o.edge.kind == "inproc")
@@ -71,19 +75,28 @@ class StageLoop:
         self.metrics = StageMetrics(spec.id)
         self.ctx = StageContext(stage_id=spec.id, model=model, pipeline=pipeline,
                                 log=logging.getLogger(f"streamyolox.stage.{spec.id}"),
-                                should_stop=lambda: stop_set() or abort_set(), replicas=spec.replicas)
+                                should_stop=lambda: stop_set() or abort_set(), replicas=spec.replicas,
+                                restarts=restarts)
         self.stage: Stage | None = None
         self.error: str | None = None
         self.frame: int | None = None
         self.stop_request: str | None = None  # a StopPipeline's message: the run ends cleanly (exit 0)
+        self.streams_out: dict[str, int] = {}  # a source's frames per stream (skipped ones not counted)
+        self.resumed = 0  # frames a resumed source skipped: its consumers had them already
 
     def snapshot(self) -> dict:
         depths = drops = {}
+        received: dict[int, dict[str, int]] = {}
+        dropped: dict[int, dict[str, int]] = {}
         if self.inbox is not None:
             names = {e.index: e.src for e in self.inbox.edges.values()}
             depths = {names[i]: n for i, n in self.inbox.depths().items()}
             drops = {names[i]: n for i, n in dict(self.inbox.dropped).items()}
-        return self.metrics.snapshot(self.ctx.counters, depths, drops)
+            received, dropped = self.inbox.stream_counts()
+        snap = self.metrics.snapshot(self.ctx.counters, depths, drops)
+        snap.update(received=received, dropped_streams=dropped, streams_out=dict(self.streams_out),
+                    resumed=self.resumed, lost=[x for o in self.outlets for x in o.take_lost()])
+        return snap
 
     def emit(self, packets: list[Packet], ticket: Ticket | None = None,
              tags: list[Tag | None] | None = None) -> None:
@@ -129,7 +142,12 @@ class StageLoop:
         for packet in self.stage.generate():
             self.frame = packet.meta.frame
             busy = time.perf_counter() - t
+            if self.outlets and all(o.skips(packet, self.abort) for o in self.outlets):
+                self.resumed += 1
+                t = time.perf_counter()
+                continue
             self.emit([packet])
+            self.streams_out[packet.meta.stream] = self.streams_out.get(packet.meta.stream, 0) + 1
             self.metrics.record(0, 1, busy, [packet.meta.time])
             if self.ctx.should_stop():
                 break
@@ -194,4 +212,6 @@ class StageLoop:
                 self.error = self.error or f"stage {self.spec.id!r} failed to close: {type(exc).__name__}: {exc}"
         for outlet in self.outlets:
             outlet.send_eos()
+        for outlet in self.outlets if not self.error else []:  # a failed stage ends now
+            outlet.finish(self.abort)
         self.metrics.state = "failed" if self.error else "done"

@@ -12,10 +12,21 @@ pickled header (the `Packet` minus its arrays); the arrays (`frame`, `image`, `r
 
 Wire messages, producer -> consumer: `("D", consumer_inc, producer_inc, slot, segment, descs, stub, tag)`
 data, `("S", tag)` a replica's marker for an input that gave no output, `("E",)` end of stream (`tag`: the
-order of a packet around replicated stages, `streamyolox.graph.replicas`; None elsewhere); consumer -> producer: `("C", producer_inc, slot)` credit, `("H", consumer_inc)`
-hello. Incarnations (restart counts) let a restarted peer resynchronise: a consumer answers data meant
-for an earlier incarnation of itself with a hello, and the producer then takes back every credit that the
-dead consumer held.
+order of a packet around replicated stages, `streamyolox.graph.replicas`; None elsewhere), `("P",
+producer_inc)` a restarted producer's probe; consumer -> producer: `("C", producer_inc, slot)` credit,
+`("H", consumer_inc)` hello, `("R", producer_inc, consumer_inc, {stream: last frame received})` the answer
+to a probe.
+
+Incarnations (restart counts) let a restarted peer resynchronise:
+- a restarted consumer says hello as soon as the producer is connected (and again to data meant for an
+  earlier incarnation of itself). The producer then takes back every credit that the dead consumer held,
+  and reports the frames in those slots as lost (`take_lost`). Without the unprompted hello, a producer
+  whose credits were all held by the dead consumer sent nothing, so it was never told: the run froze.
+- a restarted producer probes first: the answer names the consumer's incarnation (so no packet is sent to
+  a dead one) and the last frame it received of each stream, which a restarted file source uses to resume
+  after it (`resume`) instead of sending the file again.
+- after end of stream a producer stays until the consumer has released every packet it sent (`finish`),
+  so a consumer that dies near the end still has a producer that counts what it held.
 """
 
 from __future__ import annotations
@@ -41,6 +52,8 @@ POLL_MS = 100
 
 EdgeKind = Literal["ipc", "tcp", "inproc"]
 Tag = tuple[int, int, bool]  # (epoch, seq, last): see streamyolox.graph.replicas
+Key = tuple[str, int]  # (stream, frame): names a frame for the loss accounting
+Lost = tuple[int, int, list[Key]]  # (edge index, consumer incarnation that died, frames it held)
 
 
 class Aborted(Exception):
@@ -106,6 +119,17 @@ class Outlet(abc.ABC):
     def send_eos(self) -> None:
         """End of stream on this edge."""
 
+    def skips(self, packet: Packet, abort: Callable[[], bool]) -> bool:
+        """True for a packet that a resumed source already delivered before it restarted."""
+        return False
+
+    def finish(self, abort: Callable[[], bool]) -> None:  # noqa: B027 (optional: no-op default)
+        """After end of stream: wait until the consumer no longer holds anything of ours."""
+
+    def take_lost(self) -> list[Lost]:
+        """Frames held by consumers that died since the last call (see `SocketOutlet`)."""
+        return []
+
     def close(self) -> None:  # noqa: B027 (optional: no-op default)
         """Release sockets (segments stay until the runner sweeps them: the consumer may still read)."""
 
@@ -113,34 +137,76 @@ class Outlet(abc.ABC):
 class SocketOutlet(Outlet):
     """Producer end of an `ipc` (shared-memory slots) or `tcp` (multipart payload) edge."""
 
-    def __init__(self, edge: EdgeInfo, context: zmq.Context, incarnation: int = 0) -> None:
+    def __init__(self, edge: EdgeInfo, context: zmq.Context, incarnation: int = 0, resume: bool = False) -> None:
         self.edge = edge
         self.incarnation = incarnation
         self.target = 0  # the consumer incarnation we believe is listening
         self.free: deque[int] = deque(range(edge.slots))
         self.outstanding: set[int] = set()
+        self.held: dict[int, Key] = {}  # slot -> the frame in it, while the consumer has it
+        self.lost: deque[Lost] = deque()  # appended by the stage thread, taken by the report thread
+        self.probing = incarnation > 0  # a restarted producer asks first (see the module doc)
+        self.resume = resume
+        self.resume_after: dict[str, int] = {}
         self.segments: dict[int, shm.Segment] = {}
         self.generation = 0
         self.sock = context.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, edge.slots + 4)
         self.sock.connect(edge.address)
+        self.probe_sent = False
 
     def _handle(self, msg: tuple) -> None:
         if msg[0] == "C" and msg[1] == self.incarnation and msg[2] in self.outstanding:
             self.outstanding.discard(msg[2])
+            self.held.pop(msg[2], None)
             self.free.append(msg[2])
-        elif msg[0] == "H" and msg[1] != self.target:
-            self.target = msg[1]  # a restarted consumer: what the old one held is lost, take it back
-            self.free.extend(sorted(self.outstanding))
-            self.outstanding.clear()
+        elif msg[0] == "H" and msg[1] > self.target:
+            self._retarget(msg[1])
+        elif msg[0] == "R" and msg[1] == self.incarnation and self.probing:
+            self.probing = False
+            if msg[2] > self.target:
+                self._retarget(msg[2])
+            if self.resume:
+                self.resume_after = dict(msg[3])
+
+    def _retarget(self, consumer_inc: int) -> None:
+        """A restarted consumer: what the old one held is lost; take its credits back."""
+        keys = [self.held[s] for s in sorted(self.outstanding) if s in self.held]
+        if keys:
+            self.lost.append((self.edge.index, self.target, keys))
+        self.target = consumer_inc
+        self.free.extend(sorted(self.outstanding))
+        self.outstanding.clear()
+        self.held.clear()
+
+    def take_lost(self) -> list[Lost]:
+        out = []
+        while self.lost:
+            out.append(self.lost.popleft())
+        return out
 
     def _drain(self, timeout_ms: int = 0) -> None:
         while self.sock.poll(timeout_ms, zmq.POLLIN):
             self._handle(pickle.loads(self.sock.recv()))
             timeout_ms = 0
 
+    def _await_probe(self, abort: Callable[[], bool]) -> None:
+        if self.probing and not self.probe_sent:
+            self._send([pickle.dumps(("P", self.incarnation))], abort)
+            self.probe_sent = True
+        while self.probing:
+            if abort():
+                raise Aborted
+            self._drain(POLL_MS)
+
+    def skips(self, packet: Packet, abort: Callable[[], bool]) -> bool:
+        self._await_probe(abort)
+        last = self.resume_after.get(packet.meta.stream)
+        return last is not None and packet.meta.frame <= last
+
     def _acquire(self, abort: Callable[[], bool]) -> int:
+        self._await_probe(abort)
         self._drain()
         while not self.free:
             if abort():
@@ -175,7 +241,10 @@ class SocketOutlet(Outlet):
 
     def send(self, packet: Packet, abort: Callable[[], bool],
              release: Callable[[], None] | None = None, tag: Tag | None = None) -> None:
+        if self.resume and self.skips(packet, abort):
+            return
         slot = self._acquire(abort)
+        self.held[slot] = (packet.meta.stream, packet.meta.frame)
         stub, arrays = split_packet(packet)
         head = ["D", self.target, self.incarnation, slot]
         if self.edge.kind == "tcp":
@@ -200,6 +269,13 @@ class SocketOutlet(Outlet):
     def send_eos(self) -> None:
         if self.sock.poll(1000, zmq.POLLOUT):  # a full pipe means a consumer that no longer reads
             self.sock.send(pickle.dumps(("E",)), zmq.NOBLOCK)
+
+    def finish(self, abort: Callable[[], bool]) -> None:
+        """Stay until every packet we sent was released, or its loss counted (a consumer restarted and said
+        hello), so the consumer never dies holding frames nobody counts. Gives up on abort."""
+        self._drain()
+        while self.outstanding and not abort():
+            self._drain(POLL_MS)
 
     def close(self, linger_ms: int = 0) -> None:
         """Unmap the slots and close; `linger_ms` lets the end-of-stream message reach a live consumer."""

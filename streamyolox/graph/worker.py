@@ -1,8 +1,9 @@
 """Inside a stage process: build the edges, run each stage's loop in a thread, report to the runner.
 
 `child_main` is the spawned process's entry point. One process runs one stage, or every stage of a named
-`worker` (then the edges between them are in-process). It dies with the runner (PR_SET_PDEATHSIG plus a
-parent-pid check), ignores SIGINT (the runner decides how to stop) and stops on SIGTERM.
+`worker` (then the edges between them are in-process). It is named in `ps` (`streamyolox[demo] detect`),
+dies with the runner (PR_SET_PDEATHSIG plus a parent-pid check), ignores SIGINT and SIGHUP (the runner
+decides how to stop) and stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import setproctitle
 import zmq
 
 from streamyolox.graph.inbox import Inbox, InprocOutlet, Receiver
@@ -40,6 +43,20 @@ class ProcessPlan:
     interval_s: float = 1.0
     threads: int | None = None
     log_level: int = logging.INFO
+    index: int = 0  # this process's slot in the runner's `done` flags
+    producer_of: dict[int, int] = field(default_factory=dict)  # input edge -> index of its producer process
+    resumable: bool = False  # a file source: a restart resumes after the frames its consumers have
+
+    @property
+    def title(self) -> str:
+        """The name `ps` shows: `streamyolox[demo] detect`."""
+        return f"streamyolox[{self.pipeline}] {self.name}"
+
+
+def set_title(plan: ProcessPlan) -> None:
+    """`ps -o args` shows the title; `comm` (ps -o comm, top, /proc/PID/comm; 15 bytes) the stage name."""
+    setproctitle.setproctitle(plan.title)
+    setproctitle.setthreadtitle(plan.name[:15])
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -57,7 +74,7 @@ class StageProcess:
     """The stages of one process with their inboxes, outlets, receiver and report socket."""
 
     def __init__(self, plan: ProcessPlan, incarnation: int, stop: threading.Event | object,
-                 abort: threading.Event) -> None:
+                 abort: threading.Event, done: Sequence[int] = ()) -> None:
         self.plan = plan
         self.abort = abort
         self.zctx = zmq.Context()
@@ -65,7 +82,9 @@ class StageProcess:
         self.inboxes = {s.id: Inbox(plan.inputs[s.id]) for s in plan.stages if plan.inputs.get(s.id)}
         socket_edges = [e for s in plan.stages for e in plan.inputs.get(s.id, []) if e.kind != "inproc"]
         by_edge = {e.index: self.inboxes[e.dst] for e in socket_edges}
-        self.receiver = Receiver(self.zctx, socket_edges, by_edge, incarnation) if socket_edges else None
+        producer_done: Callable[[int], bool] = lambda edge: bool(done[plan.producer_of[edge]])  # noqa: E731
+        self.receiver = Receiver(self.zctx, socket_edges, by_edge, incarnation, producer_done) \
+            if socket_edges else None
         self.socket_outlets: list[SocketOutlet] = []
         self.loops = []
         for s in plan.stages:
@@ -75,7 +94,7 @@ class StageProcess:
                 if e.kind == "inproc" and e.dst in local:
                     outlets.append(InprocOutlet(e, self.inboxes[e.dst]))
                 else:
-                    out = SocketOutlet(e, self.zctx, incarnation)
+                    out = SocketOutlet(e, self.zctx, incarnation, resume=plan.resumable)
                     self.socket_outlets.append(out)
                     if e.split is None:
                         outlets.append(out)
@@ -83,7 +102,7 @@ class StageProcess:
                         replicated.setdefault(base_id(e.dst), []).append(out)
             outlets += [RoundRobinOutlet(group, incarnation) for group in replicated.values()]
             self.loops.append(StageLoop(s, plan.model, plan.pipeline, self.inboxes.get(s.id), outlets,
-                                        stop_set=stop.is_set, abort_set=abort.is_set))
+                                        stop_set=stop.is_set, abort_set=abort.is_set, restarts=incarnation))
         self._stops_sent: set[tuple[str, str]] = set()
         self.report = self.zctx.socket(zmq.PUSH)
         self.report.setsockopt(zmq.LINGER, 2000)
@@ -113,6 +132,8 @@ class StageProcess:
                 next_report = time.monotonic() + self.plan.interval_s
         self.send_reports()
         self._report_errors(reported)
+        evidence = self.receiver.evidence_report() if self.receiver is not None else {}
+        self.report.send_pyobj(("final", self.plan.name, evidence))
         return 1 if reported else 0
 
     def _report_errors(self, reported: set[str]) -> None:
@@ -128,9 +149,9 @@ class StageProcess:
                 self.abort.set()
 
     def close(self) -> None:
-        if self.receiver is not None:
-            self.receiver.stop()
         linger = 0 if self.abort.is_set() else 2000  # a clean end: let EOS reach the consumer
+        if self.receiver is not None:
+            self.receiver.stop(min(linger, 500))
         for out in self.socket_outlets:
             out.close(linger)
         self.report.close(linger=2000)
@@ -148,11 +169,15 @@ def _sweep_own_segments(plan: ProcessPlan) -> None:
                 shm.sweep(f"{e.shm_prefix}e{e.index}-")
 
 
-def child_main(plan: ProcessPlan, incarnation: int, stop: object, abort: object, parent_pid: int) -> None:
-    """Entry point of a spawned stage process; exits 0 when its stages ended, 1 when one failed."""
+def child_main(plan: ProcessPlan, incarnation: int, stop: object, abort: object, parent_pid: int,
+               done: Sequence[int] = ()) -> None:
+    """Entry point of a spawned stage process; exits 0 when its stages ended, 1 when one failed. `done`:
+    the runner's flags of the processes that have finished (shared memory)."""
+    set_title(plan)
     _die_with_parent(parent_pid)
     logging.basicConfig(level=plan.log_level, format=f"%(asctime)s %(levelname)s [{plan.name}] %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal hangs up the whole group: the runner stops us
 
     class _Either:
         """The runner's abort event or our own SIGTERM. A plain flag, not a threading.Event: the handler runs
@@ -170,7 +195,7 @@ def child_main(plan: ProcessPlan, incarnation: int, stop: object, abort: object,
 
     either = _Either()
     signal.signal(signal.SIGTERM, either.set)
-    proc = StageProcess(plan, incarnation, stop, either)  # type: ignore[arg-type]
+    proc = StageProcess(plan, incarnation, stop, either, done)  # type: ignore[arg-type]
     code = 1
     try:
         code = proc.run(parent_pid)

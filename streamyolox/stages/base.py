@@ -35,6 +35,7 @@ class StageContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("streamyolox.stage"))
     should_stop: Callable[[], bool] = lambda: False
     replicas: int = 1  # how many copies of this stage run side by side (data parallel), this one included
+    restarts: int = 0  # times this stage's process was restarted (`restart: on-failure`): a sink appends
     counters: dict[str, float] = field(default_factory=dict)
 
     def count(self, name: str, n: float = 1) -> None:
