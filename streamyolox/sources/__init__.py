@@ -6,6 +6,7 @@ from streamyolox.sources.av_reader import (
     CorruptInput,
     RawFrame,
     SourceRejected,
+    SourceUnsupported,
     StreamLost,
 )
 from streamyolox.sources.reconnect import RetryPolicy, SourceHooks, reconnecting_frames
@@ -24,6 +25,7 @@ __all__ = [
     "SourceHooks",
     "SourceRejected",
     "SourceSpec",
+    "SourceUnsupported",
     "StreamLost",
     "parse_source",
     "reconnecting_frames",

@@ -3,8 +3,11 @@
 FFmpeg decodes with its own threads (``thread_type="AUTO"``). A read that hangs (server gone without a TCP
 reset) is broken by PyAV's interrupt callback: `av.open(..., timeout=(open, read))` aborts any single
 blocking call after that many seconds, and the FFmpeg socket options (``timeout``/``rw_timeout``, in
-microseconds) do the same at the protocol level. A stream that keeps sending packets but no video frame
-is caught by the stall check between packets.
+microseconds) do the same at the protocol level. For live sources the read timeout is capped at
+`stall_timeout_s`, and the stall check runs on every packet the demuxer returns: a stream that keeps
+sending packets but no video frame, and a hung read whose timeout libavformat turns into one last
+flushed packet (rather than an error), are both reported as ``stalled`` once no frame came for
+`stall_timeout_s`.
 """
 
 from __future__ import annotations
@@ -43,12 +46,19 @@ class CorruptInput(SourceError):
 
 
 class SourceRejected(SourceError):
-    """The server refused the request itself (bad path, credentials) or FFmpeg cannot read the URL:
-    a configuration error, not a network hiccup. Fails at once when the source never connected."""
+    """The server refused the request itself (bad path, credentials: RTSP/HTTP 400, 401, 403, 404).
+
+    Likely a configuration error, yet the server may serve the path later (a media server answers 404
+    until its publisher connects), so a live source retries it like any failure, per `max_retries`."""
+
+
+class SourceUnsupported(SourceError):
+    """FFmpeg cannot read the URL at all (no such protocol or demuxer in this build): never retried."""
 
 
 _REJECTED = (av.error.HTTPBadRequestError, av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError,
-             av.error.HTTPNotFoundError, av.error.ProtocolNotFoundError, av.error.DemuxerNotFoundError)
+             av.error.HTTPNotFoundError)
+_UNSUPPORTED = (av.error.ProtocolNotFoundError, av.error.DemuxerNotFoundError)
 
 
 @dataclass
@@ -135,7 +145,8 @@ class AvReader:
                                      options=container_options(self.spec, self.opts),
                                      timeout=(self.opts.open_timeout_s, read_timeout))
         except (av.error.FFmpegError, OSError) as exc:
-            error = SourceRejected if isinstance(exc, _REJECTED) else SourceError
+            error = (SourceRejected if isinstance(exc, _REJECTED)
+                     else SourceUnsupported if isinstance(exc, _UNSUPPORTED) else SourceError)
             raise error(self._open_error(exc, time.monotonic() - started)) from exc
         if not self.container.streams.video:
             self.close()
@@ -180,16 +191,22 @@ class AvReader:
             SourceError: a file's demuxer failed (named with the frame index).
         """
         stream = self.container.streams.video[0]
-        last_frame = time.monotonic()
+        # Time spent waiting on FFmpeg since the last frame; the time a frame spends with the consumer
+        # (back-pressure) is not a stall, so the clock restarts when the consumer hands control back.
+        waiting_since = time.monotonic()
         try:
             for packet in self.container.demux():
-                if packet.stream is stream:
-                    for frame in self._decode(packet):
-                        last_frame = time.monotonic()
-                        yield frame
-                if self.spec.live and time.monotonic() - last_frame > self.opts.stall_timeout_s:
+                # Checked before the packet is decoded: when a hung read times out, libavformat flushes
+                # its H.264 parser and returns the frame it held instead of the error (seen with RTSP over
+                # TCP), so a frozen server still yields one frame per read timeout. That frame is the
+                # stale tail of a connection that delivered nothing for the whole read timeout.
+                if self.spec.live and time.monotonic() - waiting_since >= self.opts.stall_timeout_s:
                     raise StreamLost(f"{self.spec.url}: no frame for stall_timeout_s="
                                      f"{self.opts.stall_timeout_s:g}", "stalled")
+                if packet.stream is stream:
+                    for frame in self._decode(packet):
+                        yield frame
+                        waiting_since = time.monotonic()
         except (av.error.FFmpegError, OSError) as exc:
             error = self._read_error(exc)
             if error is not None:

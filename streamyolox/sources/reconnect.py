@@ -3,7 +3,9 @@
 `reconnecting_frames` wraps `AvReader` connections into one endless frame iterator. When a connection
 fails, times out, stalls or ends, it waits ``backoff = min(backoff_max_s, backoff_initial_s * 2**k)``
 scaled by a random factor in [0.5, 1] (so many cameras that drop together do not reconnect in lockstep),
-then tries again, forever or until `max_retries` consecutive attempts have failed. Every attempt and
+then tries again, forever or until `max_retries` consecutive attempts have failed. A server that refuses
+the request (RTSP/HTTP 404, 401) is retried the same way: it is logged at every attempt and named in the
+final error; only a URL FFmpeg cannot read at all (`SourceUnsupported`) fails at once. Every attempt and
 outcome is logged; the counters `reconnect_attempts`, `reconnects`, `reconnect_gap_s` (sum) and the gauge
 `last_reconnect_gap_s` go to the stage metrics.
 """
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from streamyolox.sources.av_reader import AvOptions, AvReader, RawFrame, SourceRejected, StreamLost
+from streamyolox.sources.av_reader import AvOptions, AvReader, RawFrame, SourceUnsupported, StreamLost
 from streamyolox.sources.spec import SourceError, SourceSpec
 
 
@@ -68,7 +70,6 @@ def reconnecting_frames(spec: SourceSpec, opts: AvOptions, policy: RetryPolicy,
     failures = 0  # the loss plus failed attempts since frames last flowed; retry number = failures
     lost_at: float | None = None  # monotonic time of the last frame before the loss
     last_error = "not connected yet"
-    connected_once = False
     while not hooks.should_stop():
         if reader is None:
             if failures:
@@ -78,13 +79,11 @@ def reconnecting_frames(spec: SourceSpec, opts: AvOptions, policy: RetryPolicy,
             reader = AvReader(spec, opts, hooks.log, lambda i, r: hooks.count("corrupt_frames", 1))
             try:
                 reader.open()
-            except SourceRejected as exc:
-                if not connected_once:
-                    raise  # wrong path or credentials from the start: a config error, say so now
-                reader, last_error, failures = None, str(exc), failures + 1
-                hooks.log.warning("connect attempt failed: %s", last_error)
-                continue
+            except SourceUnsupported:
+                raise  # FFmpeg cannot read this URL at all: no retry can change that
             except SourceError as exc:
+                # A refusal (404, 401) is retried like any failure: a camera that reboots, or a media
+                # server that answers 404 until its publisher connects, serves the path again later.
                 reader, last_error, failures = None, str(exc), failures + 1
                 hooks.log.warning("connect attempt failed: %s", last_error)
                 continue
@@ -92,7 +91,6 @@ def reconnecting_frames(spec: SourceSpec, opts: AvOptions, policy: RetryPolicy,
         try:
             for frame in reader.frames():
                 if last_frame_at is None:
-                    connected_once = True
                     _connected(hooks, spec, lost_at, failures)
                     failures, lost_at = 0, None
                 last_frame_at = time.monotonic()

@@ -51,10 +51,11 @@ class RtspServer:
         self.url = f"rtsp://127.0.0.1:{port}/stream"
         self.proc: subprocess.Popen[str] | None = None
 
-    def start(self, timeout: float = 20.0) -> None:
-        """Start the server and wait until it accepts connections."""
+    def start(self, timeout: float = 20.0, mount_after_s: float = 0.0) -> None:
+        """Start the server and wait until it accepts connections (the path 404s for `mount_after_s`)."""
         self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--file", str(self.media)],
+            [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--file", str(self.media),
+             "--mount-after", str(mount_after_s)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as sel:

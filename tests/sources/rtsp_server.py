@@ -23,8 +23,9 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 
-def build_server(port: int, path: str, media: str) -> GstRtspServer.RTSPServer:
-    """An RTSP server on 127.0.0.1:`port` serving `media` (H.264 in MP4) at `path`."""
+def build_server(port: int, path: str, media: str, mount_after_s: float = 0.0) -> GstRtspServer.RTSPServer:
+    """An RTSP server on 127.0.0.1:`port` serving `media` (H.264 in MP4) at `path`; with `mount_after_s`
+    the path answers 404 until then (a media server whose publisher has not connected yet)."""
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(port))
@@ -32,7 +33,15 @@ def build_server(port: int, path: str, media: str) -> GstRtspServer.RTSPServer:
     factory.set_launch(f'( filesrc location="{media}" ! qtdemux ! h264parse '
                        "! rtph264pay name=pay0 pt=96 )")
     factory.set_shared(False)
-    server.get_mount_points().add_factory(path, factory)
+
+    def mount() -> bool:
+        server.get_mount_points().add_factory(path, factory)
+        return False  # a one-shot GLib timeout
+
+    if mount_after_s > 0:
+        GLib.timeout_add(int(mount_after_s * 1000), mount)
+    else:
+        mount()
     return server
 
 
@@ -41,13 +50,14 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", default="/stream")
     parser.add_argument("--file", required=True)
+    parser.add_argument("--mount-after", type=float, default=0.0, help="serve the path only after this many s")
     args = parser.parse_args()
     if not os.path.isfile(args.file):
         print(f"rtsp_server: no such file {args.file}", file=sys.stderr)
         return 2
     Gst.init(None)
     loop = GLib.MainLoop()
-    server = build_server(args.port, args.path, os.path.abspath(args.file))
+    server = build_server(args.port, args.path, os.path.abspath(args.file), args.mount_after)
     if server.attach(None) == 0:
         print(f"rtsp_server: cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
         return 1

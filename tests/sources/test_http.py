@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 
-from streamyolox.sources import SourceRejected
+from streamyolox.sources import SourceError, SourceRejected
 from streamyolox.stages.decode import DecodeStage
 from streamyolox.stages.testing import make_stage, run_stage
 
@@ -66,8 +66,16 @@ def test_http_media_every_frame_then_ends(http_root, reference: list[np.ndarray]
     assert "reconnect_attempts" not in stage.ctx.counters
 
 
-def test_http_404_fails_at_once(http_root) -> None:
+def test_http_404_is_retried_then_names_the_404(http_root) -> None:
+    base, _ = http_root
+    with pytest.raises(SourceError, match="gave up after 1 reconnect attempts") as info:
+        run_stage(DecodeStage, options={"url": f"{base}/missing.m3u8", "max_retries": 1,
+                                        "backoff_initial_s": 0.05})
+    assert "\n" not in str(info.value) and "missing.m3u8" in str(info.value) and "404" in str(info.value)
+
+
+def test_http_404_with_reconnect_off_fails_at_open(http_root) -> None:
     base, _ = http_root
     with pytest.raises(SourceRejected, match="404") as info:
-        run_stage(DecodeStage, options={"url": f"{base}/missing.m3u8", "max_retries": None})
+        make_stage(DecodeStage, {"url": f"{base}/missing.m3u8", "reconnect": False}).open()
     assert "\n" not in str(info.value) and "missing.m3u8" in str(info.value)

@@ -124,3 +124,27 @@ def test_shipped_rtsp_to_json(rtsp_server, tmp_path: Path, nano_pth: Path) -> No
     assert all((r["width"], r["height"]) == (1280, 720) for r in records)
     people = [d for r in records for d in r["detections"] if d["class_name"] == "person"]
     assert len(people) >= len(records), "a busy street: at least a person per frame on average"
+
+
+def test_shipped_rtsp_to_json_survives_a_frozen_camera(rtsp_server, tmp_path: Path, nano_pth: Path) -> None:
+    """The shipped settings (stall_timeout_s 5, retry forever) against a server frozen (SIGSTOP) for 10 s:
+    one stall warning, one reconnect, detections again after the thaw."""
+    out = tmp_path / "dets.jsonl"
+    proc = start_run(REPO / "pipelines" / "rtsp_to_json.yaml", tmp_path, f"stages.source.url={rtsp_server.url}",
+                     f"model.weights={nano_pth}", f"stages.json.path={out}")
+    try:
+        wait_for(lambda: len(lines(out)) >= 10, 90, "10 frames before the freeze")
+        rtsp_server.pause(True)
+        time.sleep(10)
+        rtsp_server.pause(False)
+        thawed = time.time()
+        wait_for(lambda: any(r["time"] > thawed for r in lines(out)), 60, "a frame from after the thaw")
+    finally:
+        rtsp_server.pause(False)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    counters = stage_metrics(tmp_path)["source"]["counters"]
+    assert counters["stalls"] == 1 and counters["reconnects"] == 1, counters
+    warnings = [x for x in err.splitlines() if "WARNING" in x and "no frame for stall_timeout_s=5" in x]
+    assert len(warnings) == 1, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -11,10 +12,15 @@ import av
 import numpy as np
 import pytest
 
-from streamyolox.sources import SourceError, SourceRejected
+from streamyolox.graph.validate import load_pipeline
+from streamyolox.sources import SourceError
+from streamyolox.stages.base import StageContext
 from streamyolox.stages.decode import DecodeStage
 from streamyolox.stages.packet import Packet
 from streamyolox.stages.testing import make_stage
+from tests.sources.conftest import RtspServer, free_port
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -128,14 +134,46 @@ def test_retries_forever_until_stopped(silent_port: int) -> None:
 
 
 @pytest.mark.rtsp
-def test_wrong_path_fails_at_once(rtsp_server) -> None:
+def test_wrong_path_is_retried_then_gives_up_naming_the_404(rtsp_server, caplog: pytest.LogCaptureFixture) -> None:
     url = rtsp_server.url.replace("/stream", "/nope")
-    stage = live_stage(url, max_retries=None)
-    with pytest.raises(SourceRejected, match="404") as info:
-        list(stage.generate())  # no retries: a path the server does not know is a config error
+    stage = live_stage(url, max_retries=2, backoff_initial_s=0.05)
+    with caplog.at_level(logging.WARNING), pytest.raises(SourceError, match="gave up after 2") as info:
+        list(stage.generate())
     stage.close()
-    assert "\n" not in str(info.value) and url in str(info.value)
-    assert "reconnect_attempts" not in stage.ctx.counters
+    message = str(info.value)
+    assert "\n" not in message and url in message and "404" in message, message
+    assert stage.ctx.counters["reconnect_attempts"] == 2
+    failed = [r.getMessage() for r in caplog.records if "connect attempt failed" in r.getMessage()]
+    assert len(failed) == 3 and all("404" in m and url in m for m in failed), failed
+
+
+@pytest.mark.rtsp
+def test_wrong_path_retried_forever_until_stopped(rtsp_server) -> None:
+    stage = live_stage(rtsp_server.url.replace("/stream", "/nope"), max_retries=None,
+                       backoff_initial_s=0.05, backoff_max_s=0.2)
+    deadline = time.monotonic() + 2.0
+    stage.ctx.should_stop = lambda: time.monotonic() > deadline
+    assert list(stage.generate()) == []  # max_retries null: a 404 does not end the run, a stop does
+    stage.close()
+    assert stage.ctx.counters["reconnect_attempts"] >= 3
+
+
+@pytest.mark.rtsp
+def test_path_served_late_is_picked_up(street_720p: Path, reference: list[np.ndarray]) -> None:
+    """A media server answers 404 until its publisher connects: the source keeps trying and then plays."""
+    server = RtspServer(street_720p, free_port())
+    server.start(mount_after_s=2.0)
+    try:
+        stage = live_stage(server.url, max_retries=None, backoff_initial_s=0.2, backoff_max_s=0.5)
+        gen = stage.generate()
+        packets = take(gen, 30)
+        stage.close()
+    finally:
+        server.stop()
+    c = stage.ctx.counters
+    # Retried through the 404s; the first connection that delivers is a connect, not a reconnect.
+    assert c["reconnect_attempts"] >= 2 and "reconnects" not in c, c
+    assert all(np.array_equal(p.frame, reference[i]) for i, p in enumerate(packets))
 
 
 @pytest.mark.rtsp
@@ -169,3 +207,39 @@ def test_stop_is_prompt_while_a_read_hangs(rtsp_server) -> None:
         rtsp_server.pause(False)
     assert took < 1.5, f"generate() took {took:.2f} s to stop; the hung read lasts 5 s"
     assert len(rest) < 30  # only what was already decoded and buffered
+
+
+@pytest.mark.rtsp
+@pytest.mark.timeout(120)
+def test_frozen_server_stalls_and_reconnects_with_the_shipped_settings(
+        rtsp_server, caplog: pytest.LogCaptureFixture) -> None:
+    """rtsp_to_json.yaml's source (stall_timeout_s 5, read_timeout_s default 5) against a server frozen
+    for 10 s. The hung read's timeout makes libavformat return one flushed frame instead of an error, so
+    a watchdog that restarts on every frame never fired; the stall must be reported within the 10 s."""
+    spec = load_pipeline(REPO / "pipelines" / "rtsp_to_json.yaml", [f"stages.source.url={rtsp_server.url}"])
+    config = spec.stages["source"].options
+    assert (config.stall_timeout_s, config.read_timeout_s, config.max_retries) == (5, 5, None)
+    stage = DecodeStage(config, StageContext(stage_id="source"))
+    stage.open()
+    gen = stage.generate()
+    take(gen, 30)
+    frozen_at = time.time()
+    rtsp_server.pause(True)
+    resume = threading.Timer(10.0, rtsp_server.pause, args=(False,))
+    resume.start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            after = take(gen, 30)  # blocks through the freeze: stall, reconnect once the server wakes
+    finally:
+        resume.join()
+    stage.close()
+    c = stage.ctx.counters
+    stalls = [r for r in caplog.records if "no frame for stall_timeout_s=5" in r.getMessage()]
+    assert len(stalls) == 1 and stalls[0].levelno == logging.WARNING, [r.getMessage() for r in caplog.records]
+    # Reported between 5 s (the stall timeout; the last frame left shortly before the freeze) and the thaw.
+    assert 4.5 < stalls[0].created - frozen_at < 9.0, stalls[0].created - frozen_at
+    assert c["stalls"] == 1 and c["reconnects"] == 1, c
+    assert c["last_reconnect_gap_s"] >= 9.0, c  # the next frame came from a new connection after the thaw
+    # Frames already queued before the freeze may come first; then the new connection's, after the thaw.
+    thawed = [p for p in after if p.meta.time > frozen_at]
+    assert thawed and thawed[0].meta.time - frozen_at >= 9.5, [round(p.meta.time - frozen_at, 2) for p in after]
