@@ -33,7 +33,8 @@ class BoardCollector(Collector):
                                 labels=[*labels, "quantile"])
         queue = GaugeMetricFamily("streamyolox_edge_queue_depth", "queued packets per input edge",
                                   labels=[*labels, "input"])
-        dropped = CounterMetricFamily("streamyolox_stage_dropped_frames", "frames dropped by drop_oldest",
+        dropped = CounterMetricFamily("streamyolox_stage_dropped_frames",
+                                      "frames dropped by drop_oldest or lost when the stage restarted",
                                       labels=labels)
         restarts = CounterMetricFamily("streamyolox_stage_restarts", "process restarts", labels=labels)
         up = GaugeMetricFamily("streamyolox_stage_up", "1 while the stage is healthy", labels=labels)

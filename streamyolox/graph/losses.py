@@ -75,6 +75,7 @@ def account(board: MetricsBoard, edge_list: list[EdgeInfo], proc_of: dict[str, s
             sources: set[str]) -> dict[str, Any]:
     """{stream: {"frames", "dropped", "drops": [Drop as dict]}} for the summary and --metrics-json."""
     edges = {e.index: e for e in edge_list}
+    order = {base_id(sid): i for i, sid in reversed(list(enumerate(board.stats)))}  # pipeline order
     with board.lock:
         counts = _restart_drops(board, edges, proc_of)
         for st in board.stats.values():
@@ -84,7 +85,8 @@ def account(board: MetricsBoard, edge_list: list[EdgeInfo], proc_of: dict[str, s
         totals = stream_frames(board, edge_list, sources)
     out: dict[str, Any] = {}
     for stream in sorted(set(totals) | {k[0] for k in counts}):
-        mine = sorted(((k, n) for k, n in counts.items() if k[0] == stream and n), key=lambda kv: str(kv[0]))
+        mine = sorted(((k, n) for k, n in counts.items() if k[0] == stream and n),
+                      key=lambda kv: (order.get(kv[0][1], len(order)), kv[0][2], kv[0][3] or ""))
         drops = [Drop(s, stage, reason, n, into) for (s, stage, reason, into), n in mine]
         out[stream] = {"frames": totals.get(stream, 0), "dropped": sum(d.frames for d in drops),
                        "drops": [asdict(d) for d in drops]}
@@ -98,26 +100,28 @@ def _why(drop: dict[str, Any]) -> str:
     return f"lost in the restart of {drop['stage']!r}{where}"
 
 
-def summary_lines(streams: dict[str, Any]) -> list[str]:
-    """`stream 'cam': dropped 226 of 300 frames (policy drop_oldest on 'pre')`, one line per stream."""
+def summary_lines(streams: dict[str, Any]) -> list[tuple[bool, str]]:
+    """(whether frames were dropped, `stream 'cam': dropped 226 of 300 frames (policy drop_oldest on 'pre')`),
+    one line per stream."""
     lines = []
     for stream, rep in streams.items():
         if not rep["dropped"]:
-            lines.append(f"stream {stream!r}: {rep['frames']} frames, none dropped")
+            lines.append((False, f"stream {stream!r}: {rep['frames']} frames, none dropped"))
             continue
         parts = [_why(d) for d in rep["drops"]]
         why = parts[0] if len(parts) == 1 else "; ".join(f"{p}: {d['frames']}" for p, d in zip(parts, rep["drops"]))
-        lines.append(f"stream {stream!r}: dropped {rep['dropped']} of {rep['frames']} frames ({why})")
+        lines.append((True, f"stream {stream!r}: dropped {rep['dropped']} of {rep['frames']} frames ({why})"))
     return lines
 
 
 def add_to_rows(rows: list[dict[str, Any]], streams: dict[str, Any]) -> None:
-    """Each stage row's `lost` (frames lost when it restarted) joins its `dropped`."""
+    """Each stage row's `lost` (frames lost when it restarted; the board's count so far is replaced by the
+    reconciled one) stays part of its `dropped`."""
     lost: Counter = Counter()
     for rep in streams.values():
         for d in rep["drops"]:
             if d["reason"] == "restart":
                 lost[d["stage"]] += d["frames"]
     for row in rows:
+        row["dropped"] += lost[row["stage"]] - row.get("lost", 0)
         row["lost"] = lost[row["stage"]]
-        row["dropped"] += row["lost"]

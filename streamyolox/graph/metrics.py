@@ -98,10 +98,11 @@ class StageStats:
 class MetricsBoard:
     """Aggregates the reports of every stage (thread-safe: the HTTP server reads it)."""
 
-    def __init__(self, kinds: dict[str, str]) -> None:
+    def __init__(self, kinds: dict[str, str], edge_dst: dict[int, str] | None = None) -> None:
         self.lock = threading.Lock()
         self.started = time.time()
         self.stats = {sid: StageStats(sid, kind) for sid, kind in kinds.items()}
+        self.edge_dst = edge_dst or {}  # edge index -> consumer stage (where a reported loss happened)
         self.evidence: dict[int, dict[int, set[tuple[str, int]]]] = {}  # edge -> producer inc -> frames
 
     def update(self, snap: dict[str, Any]) -> None:
@@ -157,8 +158,12 @@ class MetricsBoard:
         with self.lock:
             elapsed = max(time.time() - self.started, 1e-9)
             groups: dict[str, list[StageStats]] = {}
+            lost: dict[str, int] = {}  # so far: what producers took back from consumers that died
             for st in self.stats.values():
                 groups.setdefault(st.stage.partition("#")[0], []).append(st)
+                for edge, _, keys in st.lost:
+                    at = self.edge_dst.get(edge, "").partition("#")[0]
+                    lost[at] = lost.get(at, 0) + len(keys)
             out = []
             for sid, members in groups.items():
                 st = members[0] if len(members) == 1 else _merged(sid, members)
@@ -168,7 +173,8 @@ class MetricsBoard:
                     "fps": self._average_fps(st, elapsed) if final else st.fps,
                     "busy_s": round(st.busy_s, 3), "busy_pct": 100 * st.busy_s / elapsed,
                     "age_s": st.percentiles(recent=not final),
-                    "queue": dict(st.queue), "dropped": sum(st.dropped.values()),
+                    "queue": dict(st.queue), "dropped": sum(st.dropped.values()) + lost.get(sid, 0),
+                    "lost": lost.get(sid, 0),
                     "restarts": st.restarts, "counters": dict(st.counters), "error": st.error,
                 })
             return out

@@ -129,8 +129,9 @@ class Supervisor:
         self.control = self.zctx.socket(zmq.PULL)
         self.control_addr = f"ipc://{self.run_dir}/control"
         self.control.bind(self.control_addr)
-        self.board = MetricsBoard({sid: s.kind for sid, s in spec.stages.items() if sid in self.only})
         self.edges = plan_edges(spec, self.run_dir, self.prefix, self.only)
+        self.board = MetricsBoard({sid: s.kind for sid, s in spec.stages.items() if sid in self.only},
+                                  {e.index: e.dst for e in self.edges})
         interval = spec.metrics.interval_s
         self.plans = {p.name: p for p in plan_processes(spec, self.edges, self.only, self.control_addr, interval)}
         self.done = self.mp.Array("b", len(self.plans), lock=False)  # processes that finished (exit 0)
@@ -313,6 +314,6 @@ def run_pipeline(spec: PipelineSpec, options: RunOptions | None = None) -> RunRe
     losses.add_to_rows(summary["stages"], streams)
     summary.update({"pipeline": spec.name, "exit_code": code, "error": sup.error, "streams": streams})
     reporter.finish(summary)
-    for line in losses.summary_lines(streams):
-        (log.warning if "dropped" in line.split(":", 1)[1] else log.info)("%s", line)
+    for dropped, line in losses.summary_lines(streams):
+        log.log(logging.WARNING if dropped else logging.INFO, "%s", line)
     return RunResult(code, sup.error, summary)

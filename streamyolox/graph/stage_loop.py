@@ -200,7 +200,7 @@ class StageLoop:
                 item.release()
 
     def _end(self, close: bool) -> None:
-        """close() (a sink flushes what it got), pass on its final packets, then end of stream."""
+        """close() (a sink flushes what it got), pass on its final packets, then end of stream (unless failed)."""
         if close and self.stage is not None:
             try:
                 finals = self.stage.close()
@@ -210,8 +210,11 @@ class StageLoop:
                 pass
             except Exception as exc:
                 self.error = self.error or f"stage {self.spec.id!r} failed to close: {type(exc).__name__}: {exc}"
-        for outlet in self.outlets:
-            outlet.send_eos()
-        for outlet in self.outlets if not self.error else []:  # a failed stage ends now
-            outlet.finish(self.abort)
+        if not self.error and not self.abort():
+            # Not after a failure or an abort: the stage is restarted (and its consumers must keep waiting
+            # for it), or the runner aborts every stage anyway.
+            for outlet in self.outlets:
+                outlet.send_eos()
+            for outlet in self.outlets:
+                outlet.finish(self.abort)
         self.metrics.state = "failed" if self.error else "done"

@@ -145,3 +145,59 @@ def test_http_metrics_and_health() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_restarted_consumer_unfreezes_a_producer_whose_credits_it_held(tmp_path: Path) -> None:
+    """The freeze of `restart: on-failure`: every credit was held by the consumer that died, so the producer
+    sent nothing and a consumer that only answered data never said hello. Now it says hello unprompted; the
+    producer takes the credits back and reports the four frames the dead one held."""
+    prefix = f"syx-test-{os.getpid()}-"
+    edge = EdgeInfo(0, "a", "b", "ipc", f"ipc://{tmp_path}/e0", 2, "block", 4, prefix)
+    ctx = zmq.Context()
+    dead = Receiver(ctx, [edge], {0: Inbox([edge])})
+    dead.start()
+    out = SocketOutlet(edge, ctx)
+    try:
+        for i in range(4):
+            out.send(_packet(i), NEVER)
+        assert not out.free
+        dead.stop(linger_ms=0)  # dies holding all four (never released)
+        inbox = Inbox([edge])
+        reborn = Receiver(ctx, [edge], {0: inbox}, incarnation=1)
+        reborn.start()
+        deadline = time.monotonic() + 10
+        out.send(_packet(4), lambda: time.monotonic() > deadline)  # Aborted (a failure) if it still froze
+        item = inbox.get_batch(1, 5, NEVER)[0]
+        assert item.packet.meta.frame == 4 and out.target == 1
+        assert out.take_lost() == [(0, 0, [("0", 0), ("0", 1), ("0", 2), ("0", 3)])] and out.take_lost() == []
+        item.release()
+        out.send_eos()
+        out.finish(lambda: time.monotonic() > deadline)  # returns once the credit is back
+        assert not out.outstanding
+        reborn.stop()
+    finally:
+        out.close()
+        ctx.term()
+        shm.sweep(prefix)
+
+
+def test_restarted_producer_probe_resumes_after_what_the_consumer_has(edge_pair) -> None:
+    out, inbox = edge_pair
+    for i in range(3):
+        out.send(_packet(i), NEVER)
+    for _ in range(3):
+        inbox.get_batch(1, 5, NEVER)[0].release()
+    out.close()  # the old incarnation is gone (its connection with it: replies go to the live peer)
+    time.sleep(0.2)
+    ctx = zmq.Context()
+    again = SocketOutlet(out.edge, ctx, incarnation=1, resume=True)  # a file source, restarted
+    try:
+        deadline = time.monotonic() + 10
+        skipped = [again.skips(_packet(i), lambda: time.monotonic() > deadline) for i in range(4)]
+        assert skipped == [True, True, True, False] and again.resume_after == {"0": 2}
+        again.send(_packet(1), NEVER)  # skipped: nothing sent
+        again.send(_packet(3), NEVER)
+        assert inbox.get_batch(1, 5, NEVER)[0].packet.meta.frame == 3
+    finally:
+        again.close()
+        ctx.term()
