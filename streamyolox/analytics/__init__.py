@@ -1,0 +1,1 @@
+"""Analytics on top of detections, as pure code the stages wrap: tracking (`bytetrack`, `kalman`)."""
