@@ -7,14 +7,18 @@ On CPU the default is onnxruntime on an export of the loaded (fused) model.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from streamyolox.inference.export_cache import (
+    export_cached,
+    onnx_cache_path,
+    throwaway_export,
+    weights_digest,
+)
 from streamyolox.model.spec import ModelSpec
 
 
@@ -24,13 +28,6 @@ class Backend(Protocol):
     class_names: tuple[str, ...]
 
     def __call__(self, images: Any, to_host: bool = True) -> Any: ...
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("STREAMYOLOX_CACHE") or Path.home() / ".cache" / "streamyolox"
-    path = Path(base) / "onnx"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @dataclass
@@ -73,8 +70,29 @@ class TorchBackend:
         return out.cpu().numpy() if to_host or out.device.type == "cpu" else out
 
 
-class OrtBackend:
-    """onnxruntime on an ONNX file in the official export form (raw reg, sigmoid obj/cls)."""
+class ExportBackend:
+    """A CPU runtime on an ONNX file in the official export form (raw reg, sigmoid obj/cls): subclasses run
+    the graph (`_run`), the official decode here turns its output into the form every backend returns."""
+
+    name = "export"
+
+    def __init__(self, onnx_path: Path, input_size: tuple[int, int], class_names: tuple[str, ...]) -> None:
+        from streamyolox.ops import decode_ref
+
+        self._decode = decode_ref
+        self.input_size = input_size
+        self.class_names = class_names
+        self.onnx_path = onnx_path
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, images: Any, to_host: bool = True) -> np.ndarray:
+        return self._decode(self._run(np.ascontiguousarray(images, dtype=np.float32)), self.input_size)
+
+
+class OrtBackend(ExportBackend):
+    """onnxruntime on an ONNX file in the official export form."""
 
     name = "onnxruntime"
 
@@ -82,8 +100,7 @@ class OrtBackend:
                  threads: int | None = None, spin: bool = True) -> None:
         import onnxruntime as ort
 
-        from streamyolox.ops import decode_ref
-
+        super().__init__(onnx_path, input_size, class_names)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -96,85 +113,129 @@ class OrtBackend:
         inp = self.session.get_inputs()[0]
         self._input_name = inp.name
         self._fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        self._decode = decode_ref
-        self.input_size = input_size
-        self.class_names = class_names
-        self.onnx_path = onnx_path
 
-    def __call__(self, images: Any, to_host: bool = True) -> np.ndarray:
-        x = np.ascontiguousarray(images, dtype=np.float32)
+    def _run(self, x: np.ndarray) -> np.ndarray:
         if self._fixed_batch == 1 and len(x) > 1:  # official exports have a fixed batch of 1
-            raw = np.concatenate([self.session.run(None, {self._input_name: x[i : i + 1]})[0] for i in range(len(x))])
-        else:
-            raw = self.session.run(None, {self._input_name: x})[0]
-        return self._decode(raw, self.input_size)
+            return np.concatenate([self.session.run(None, {self._input_name: x[i : i + 1]})[0] for i in range(len(x))])
+        return self.session.run(None, {self._input_name: x})[0]
 
 
-def _onnx_cache_path(weights: Path, name: str, size: tuple[int, int]) -> Path:
-    """Where the export of (weights file, model name, input size) lives; a changed file gets a new one."""
-    weights = weights.resolve()
-    stamp = f"{weights}:{weights.stat().st_mtime_ns}:{name}:{size[0]}x{size[1]}"
-    return _cache_dir() / f"{weights.stem}-{hashlib.sha1(stamp.encode()).hexdigest()[:16]}.onnx"
+@dataclass
+class CpuModel:
+    """An ONNX export ready for a CPU runtime. `digest`: sha256 of the weights file (None for a model without
+    one, whose export is `temporary`: deleted once a session holds the graph)."""
+
+    onnx_path: Path
+    input_size: tuple[int, int]
+    class_names: tuple[str, ...]
+    digest: str | None
+    temporary: bool = False
 
 
-def _export(model: Any, path: Path, size: tuple[int, int]) -> Path:
-    from streamyolox.weights import export_onnx
-
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # replicas may export at once: the last rename wins
-    export_onnx(model, tmp, input_size=size, dynamic_batch=True, decode=False)
-    tmp.replace(path)
-    return path
-
-
-def _cached_ort(spec: ModelSpec, threads: int | None, spin: bool) -> OrtBackend | None:
-    """onnxruntime straight from an earlier export of `spec.weights`, without importing torch: an inference
-    process then holds onnxruntime alone (torch cost each yolox replica ~250 MB RSS and seconds of start-up)."""
+def _cached_export(spec: ModelSpec) -> CpuModel | None:
+    """An earlier export of `spec.weights`, found without importing torch: an inference process then holds
+    onnxruntime or OpenVINO alone (torch cost each yolox replica ~250 MB RSS and seconds of start-up)."""
     from streamyolox.inference.metadata import class_names_for, default_input_size
 
     weights = Path(spec.weights) if spec.weights else None
     if weights is None or not weights.is_file():
         return None
     size = tuple(spec.input_size) if spec.input_size else default_input_size(weights, spec.name)
-    path = _onnx_cache_path(weights, spec.name, size)  # type: ignore[arg-type]
+    digest = weights_digest(weights)
+    path = onnx_cache_path(weights, spec.name, size, digest)  # type: ignore[arg-type]
     if not path.exists():
         return None
-    return OrtBackend(path, size, class_names_for(spec), threads, spin)  # type: ignore[arg-type]
+    return CpuModel(path, size, class_names_for(spec), digest)  # type: ignore[arg-type]
 
 
-def make_backend(spec: ModelSpec, threads: int | None = None, spin: bool = True) -> Backend:
-    """Load `spec.weights` and wrap it in the backend `spec.backend` names (`auto`: onnxruntime on CPU,
-    torch on CUDA). onnxruntime runs an export of the loaded (BN-fused) model, made once and cached."""
-    backend = spec.backend
-    if backend == "auto":
-        backend = "torch" if spec.device.startswith("cuda") else "onnxruntime"
-    if backend not in ("torch", "onnxruntime"):
-        raise ValueError(f"model.backend: expected auto, torch or onnxruntime, got {backend!r}")
-    if backend == "onnxruntime" and spec.device.startswith("cuda"):
-        raise ValueError("model.backend: onnxruntime runs on the CPU here; use backend 'torch' for device cuda")
-    if backend == "onnxruntime":
-        cached = _cached_ort(spec, threads, spin)
-        if cached is not None:
-            return cached
+def _cpu_model(spec: ModelSpec) -> CpuModel:
+    """The export of `spec.weights` (cached, keyed by the file's content), made now if there is none."""
+    cached = _cached_export(spec)
+    if cached is not None:
+        return cached
     from streamyolox.weights import load_model
 
-    loaded = load_model(spec.weights, name=spec.name, device="cpu" if backend == "onnxruntime" else spec.device)
+    loaded = load_model(spec.weights, name=spec.name, device="cpu")
     size = tuple(spec.input_size) if spec.input_size else tuple(loaded.input_size)
     names = tuple(loaded.class_names)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    if backend == "torch":
-        return TorchBackend(loaded.model, size, names, device=spec.device, precision=spec.precision)  # type: ignore[arg-type]
     source = Path(loaded.source_path) if loaded.source_path else None
     if source is not None and source.is_file():
-        path = _onnx_cache_path(source, spec.name, size)  # type: ignore[arg-type]
-        if not path.exists():
-            _export(loaded.model, path, size)  # type: ignore[arg-type]
-        return OrtBackend(path, size, names, threads, spin)  # type: ignore[arg-type]
+        digest = weights_digest(source)
+        path = export_cached(loaded.model, onnx_cache_path(source, spec.name, size, digest), size)  # type: ignore[arg-type]
+        return CpuModel(path, size, names, digest)  # type: ignore[arg-type]
     # no weights file (random init): a throw-away export, removed once the session holds the graph
-    path = _export(loaded.model, _cache_dir() / f"{loaded.name}-{os.getpid()}.onnx", size)  # type: ignore[arg-type]
+    path = throwaway_export(loaded.model, loaded.name, size)  # type: ignore[arg-type]
+    return CpuModel(path, size, names, None, temporary=True)  # type: ignore[arg-type]
+
+
+def _cpu_backend(name: str, model: CpuModel, threads: int | None, spin: bool) -> Backend:
+    if name == "openvino":
+        from streamyolox.inference.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(model.onnx_path, model.input_size, model.class_names, threads)
+    return OrtBackend(model.onnx_path, model.input_size, model.class_names, threads, spin)
+
+
+def _auto_cpu(spec: ModelSpec, model: CpuModel, threads: int | None, spin: bool, batch: int) -> Backend:
+    """`auto` on the CPU: OpenVINO where it is installed and measured faster here, else onnxruntime."""
+    from streamyolox.inference import auto_backend
+    from streamyolox.inference.openvino_backend import openvino_available
+
+    if model.digest is None or not openvino_available():
+        # nothing to choose from, or no stable key to store the choice under (a model without weights)
+        return _cpu_backend("onnxruntime", model, threads, spin)
+    built: dict[str, Backend] = {}
+
+    def build(name: str) -> Backend:
+        built[name] = _cpu_backend(name, model, threads, spin)
+        return built[name]
+
+    key = auto_backend.ChoiceKey.here(model.digest, spec.name, model.input_size, batch, threads, spin)
+    choice = auto_backend.choose(key, build)
+    return built.get(choice) or _cpu_backend(choice, model, threads, spin)
+
+
+def _backend_name(spec: ModelSpec) -> str:
+    """`spec.backend` checked against the device; `auto` stays `auto` on the CPU (measured later)."""
+    backend = spec.backend
+    if backend not in ("auto", "torch", "onnxruntime", "openvino"):
+        raise ValueError(f"model.backend: expected auto, torch, onnxruntime or openvino, got {backend!r}")
+    cuda = spec.device.startswith("cuda")
+    if backend == "auto":
+        return "torch" if cuda else "auto"
+    if backend in ("onnxruntime", "openvino") and cuda:
+        raise ValueError(f"model.backend: {backend} runs on the CPU here; use backend 'torch' for device cuda")
+    if backend == "openvino":
+        from streamyolox.inference.openvino_backend import require_openvino
+
+        require_openvino()  # the one-line install hint before any export or model load
+    return backend
+
+
+def make_backend(spec: ModelSpec, threads: int | None = None, spin: bool = True, batch: int = 1) -> Backend:
+    """Load `spec.weights` and wrap it in the backend `spec.backend` names.
+
+    `auto`: torch on CUDA; on the CPU the faster of onnxruntime and OpenVINO at `batch` and `threads`
+    (measured once per machine and model, see `auto_backend`), onnxruntime when OpenVINO is not installed.
+    onnxruntime and OpenVINO run one export of the loaded (BN-fused) model, made once and cached.
+    """
+    backend = _backend_name(spec)
+    if backend == "torch":
+        from streamyolox.weights import load_model
+
+        loaded = load_model(spec.weights, name=spec.name, device=spec.device)
+        size = tuple(spec.input_size) if spec.input_size else tuple(loaded.input_size)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        return TorchBackend(loaded.model, size, tuple(loaded.class_names), device=spec.device,  # type: ignore[arg-type]
+                            precision=spec.precision)
+    model = _cpu_model(spec)
     try:
-        return OrtBackend(path, size, names, threads, spin)  # type: ignore[arg-type]
+        if backend == "auto":
+            return _auto_cpu(spec, model, threads, spin, batch)
+        return _cpu_backend(backend, model, threads, spin)
     finally:
-        path.unlink(missing_ok=True)
+        if model.temporary:
+            model.onnx_path.unlink(missing_ok=True)

@@ -17,7 +17,8 @@ class ModelSpec:
         device: `cpu`, `cuda` or `cuda:N`.
         input_size: model input (height, width); the letterbox target (None: the checkpoint's or zoo default).
         precision: `fp32`, `tf32` (CUDA: TensorFloat-32 convolutions) or `fp16` (CUDA only).
-        backend: `auto`, `torch` or `onnxruntime` (the fastest available on CPU when `auto`).
+        backend: `auto`, `torch`, `onnxruntime` or `openvino` (`auto`: torch on CUDA; on the CPU the faster of
+            onnxruntime and OpenVINO, measured once on this machine).
     """
 
     name: str = "yolox-nano"
@@ -25,4 +26,4 @@ class ModelSpec:
     device: str = "cpu"
     input_size: tuple[int, int] | None = None
     precision: Literal["fp32", "tf32", "fp16"] = "fp32"
-    backend: Literal["auto", "torch", "onnxruntime"] = "auto"
+    backend: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"

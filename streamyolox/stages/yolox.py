@@ -16,13 +16,13 @@ from streamyolox.stages.packet import Packet
 @dataclass
 class YoloxConfig(StageConfig):
     """batch: frames per inference call (up to); max_wait_ms: how long to wait for a batch to fill;
-    backend: overrides model.backend (auto, torch, onnxruntime); threads: intra-op threads (None: on CPU, all
+    backend: overrides model.backend (auto, torch, onnxruntime, openvino); threads: intra-op threads (None: on CPU, all
     cores but one, which is left to decoding and the other stages, shared among the stage's replicas);
     spin: let idle onnxruntime threads spin (fastest alone, slower when other stages share the cores)."""
 
     batch: int = 1
     max_wait_ms: float = 5.0
-    backend: Literal["auto", "torch", "onnxruntime"] | None = None
+    backend: Literal["auto", "torch", "onnxruntime", "openvino"] | None = None
     threads: int | None = None
     spin: bool = False
 
@@ -47,7 +47,7 @@ class YoloxStage(Stage):
             # for the cores (benchmarks/README.md)
             # replicas share those cores
             threads = max(1, (len(os.sched_getaffinity(0)) - 1) // max(1, self.ctx.replicas))
-        self.backend = make_backend(spec, threads=threads, spin=cfg.spin)
+        self.backend = make_backend(spec, threads=threads, spin=cfg.spin, batch=cfg.batch)
         self._on_gpu = spec.device.startswith("cuda") and self.backend.name == "torch"
         self.max_batch = cfg.batch
         self.max_wait_ms = cfg.max_wait_ms

@@ -1,0 +1,80 @@
+"""OpenVINO on the CPU, on the same cached ONNX export that onnxruntime runs (raw reg, sigmoid obj/cls).
+
+Settings, each measured on the 2-core AMD EPYC (numbers in benchmarks/README.md):
+- `INFERENCE_PRECISION_HINT=f32`: on a CPU with AVX512-BF16 or AMX OpenVINO's default is bf16, which moved
+  nano's scores by up to 0.09 and its boxes by 0.5 px against onnxruntime; fp32 agrees to ~2e-6.
+- `PERFORMANCE_HINT=LATENCY`: one stream, one request at a time, as a pipeline stage calls it.
+- `INFERENCE_NUM_THREADS`: the stage's thread count.
+- `ENABLE_CPU_PINNING=False`: pinned threads cannot move off a core that the decode stage is using.
+- No spinning to switch off: after a call its TBB workers kept ~5% of a core busy during a 20 ms gap
+  (onnxruntime with spinning on: 86%), so OpenVINO needs nothing like the stage's `spin: false`.
+The export has a dynamic batch dimension: one compiled model serves every batch size the stage forms.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamyolox.inference.backends import ExportBackend
+
+INSTALL_HINT = "pip install 'streamyolox[cpu-fast]' (or: pip install openvino)"
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_openvino() -> Any:
+    """The `openvino` module, or a one-line error saying what to install."""
+    try:
+        import openvino
+    except ImportError:
+        raise ValueError(f"model.backend: openvino is not installed; {INSTALL_HINT}") from None
+    return openvino
+
+
+def openvino_version() -> str | None:
+    if not openvino_available():
+        return None
+    import openvino
+
+    return str(openvino.__version__)
+
+
+def compile_config(threads: int | None) -> dict[str, Any]:
+    """The CPU plugin properties this backend compiles with (see the module docstring for why)."""
+    config: dict[str, Any] = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": "f32",
+        "ENABLE_CPU_PINNING": False,
+    }
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
+
+
+class OpenVinoBackend(ExportBackend):
+    """OpenVINO CPU inference; outputs decoded like `OrtBackend`'s: (cx, cy, w, h) in input pixels."""
+
+    name = "openvino"
+
+    def __init__(self, onnx_path: Path, input_size: tuple[int, int], class_names: tuple[str, ...],
+                 threads: int | None = None) -> None:
+        ov = require_openvino()
+
+        super().__init__(onnx_path, input_size, class_names)
+        core = ov.Core()
+        self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", compile_config(threads))
+        self._request = self.compiled.create_infer_request()
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        # share_inputs: OpenVINO reads the caller's array in place (no copy of the batch); outputs are
+        # copied out (the default), so a later call cannot overwrite what a packet still holds
+        return self._request.infer({0: x}, share_inputs=True)[0]
