@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-_PACKAGES = ("streamyolox", "torch", "numpy", "onnxruntime", "opencv-python-headless", "av", "pyzmq", "numba")
+_PACKAGES = ("streamyolox", "torch", "numpy", "onnxruntime", "openvino", "opencv-python-headless", "av", "pyzmq", "numba")
 
 
 def cpu_model() -> str:

@@ -8,6 +8,8 @@ Backends (CPU unless named):
 - `onnxruntime`: onnxruntime on our own export of the loaded model (dynamic batch), one file per input size.
 - `onnxruntime-nospin`: the same with `session.intra_op.allow_spinning=0`: idle threads sleep instead of
   spinning, which leaves the cores to the other stages of a pipeline (slower alone, faster under contention).
+- `openvino`: OpenVINO's CPU plugin on the same export, with the settings of the pipeline's backend (fp32,
+  LATENCY hint, `threads` inference threads, no core pinning); skipped when openvino is not installed.
 - `torch-cuda-fp16`: PyTorch fp16 on CUDA, fused, when a GPU exists (skipped otherwise).
 
 Inputs are deterministic pseudo-random 0..255 images: a convolution's cost does not depend on pixel values.
@@ -28,7 +30,7 @@ import numpy as np
 from streamyolox.bench.harness import Result, measure
 
 SUITE = "model"
-BACKENDS = ("torch-fp32", "torch-cl-fused", "onnxruntime", "onnxruntime-nospin", "torch-cuda-fp16")
+BACKENDS = ("torch-fp32", "torch-cl-fused", "onnxruntime", "onnxruntime-nospin", "openvino", "torch-cuda-fp16")
 BASELINE = "ort-bare"
 
 Forward = Callable[[np.ndarray], Any]
@@ -87,6 +89,17 @@ def bench_ort_bare(onnx_path: Path, threads: int, repeats: int, warmup: int) -> 
                                       "threads": threads, "onnx": str(onnx_path)})
 
 
+def openvino_forward(path: Path, threads: int) -> Forward:
+    """OpenVINO on the CPU with the pipeline backend's compile settings; returns the raw head output."""
+    import openvino as ov
+
+    from streamyolox.inference.openvino_backend import compile_config
+
+    core = ov.Core()
+    request = core.compile_model(core.read_model(str(path)), "CPU", compile_config(threads)).create_infer_request()
+    return lambda x: request.infer({0: x}, share_inputs=True)[0]
+
+
 def _torch_forward(model: Any, device: str = "cpu", fp16: bool = False, channels_last: bool = False) -> Forward:
     import torch
 
@@ -113,6 +126,15 @@ class BackendFactory:
         self.tmp = tmp
         self.loaded = load_model(cfg.weights, name=cfg.model, device="cpu", fuse=False)
 
+    def _export(self, model: Any, size: int) -> Path:
+        """Our dynamic-batch export at `size`, shared by the onnxruntime and OpenVINO cases."""
+        from streamyolox.weights import export_onnx
+
+        path = self.tmp / f"{self.cfg.model}-{Path(str(self.cfg.weights)).stem}-{size}-dynamic.onnx"
+        if not path.exists():
+            export_onnx(model.fuse(), path, input_size=(size, size), dynamic_batch=True, decode=False)
+        return path
+
     def forward(self, backend: str, size: int) -> Forward:
         model = copy.deepcopy(self.loaded.model).eval()
         if backend == "torch-fp32":
@@ -122,13 +144,10 @@ class BackendFactory:
         if backend == "torch-cuda-fp16":
             return _torch_forward(model.fuse(), device="cuda", fp16=True)
         if backend in ("onnxruntime", "onnxruntime-nospin"):
-            from streamyolox.weights import export_onnx
-
-            stem = Path(str(self.cfg.weights)).stem
-            path = self.tmp / f"{self.cfg.model}-{stem}-{size}-dynamic.onnx"
-            if not path.exists():
-                export_onnx(model.fuse(), path, input_size=(size, size), dynamic_batch=True, decode=False)
+            path = self._export(model, size)
             return ort_forward(ort_session(path, self.cfg.threads, spinning=backend == "onnxruntime"))
+        if backend == "openvino":
+            return openvino_forward(self._export(model, size), self.cfg.threads)
         raise ValueError(f"bench model: unknown backend {backend!r} (expected one of {', '.join(BACKENDS)})")
 
 
@@ -138,6 +157,11 @@ def _skip_reason(backend: str) -> str | None:
 
         if not torch.cuda.is_available():
             return "no CUDA GPU"
+    if backend == "openvino":
+        from streamyolox.inference.openvino_backend import INSTALL_HINT, openvino_available
+
+        if not openvino_available():
+            return f"openvino not installed: {INSTALL_HINT}"
     return None
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from streamyolox.inference import make_backend
 from streamyolox.model.spec import ModelSpec
@@ -39,3 +40,16 @@ def test_cached_export_skips_torch(nano_pth: Path, tmp_path: Path) -> None:
         runs.append(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True))
     (export,) = (tmp_path / "onnx").glob("*.onnx")
     assert [r.stdout.split() for r in runs] == [[b, str(i == 0), str(export)] for i, b in enumerate(backends)]
+
+
+def test_missing_openvino_is_a_one_line_error(nano_pth: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
+    with pytest.raises(ValueError, match=r"^model.backend: openvino is not installed; pip install") as err:
+        make_backend(ModelSpec(weights=str(nano_pth), backend="openvino"))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_cpu_runtimes_refuse_cuda(nano_pth: Path, backend: str) -> None:
+    with pytest.raises(ValueError, match=f"{backend} runs on the CPU here; use backend 'torch' for device cuda"):
+        make_backend(ModelSpec(weights=str(nano_pth), backend=backend, device="cuda"))

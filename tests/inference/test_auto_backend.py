@@ -1,0 +1,96 @@
+"""`backend: auto` on the CPU: measured once per key, the faster backend chosen, the choice read back later."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamyolox.inference import auto_backend, make_backend
+from streamyolox.inference.export_cache import weights_digest
+from streamyolox.model.spec import ModelSpec
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("STREAMYOLOX_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def choices(cache: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((cache / "backend-choice").glob("*.json"))]
+
+
+def test_interleaves_warms_up_and_stops_at_the_budget() -> None:
+    order: list[str] = []
+    calls = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    fps = auto_backend.interleaved_fps(calls, batch=4, rounds=5, budget_s=60)
+    assert order == ["a", "b"] * (auto_backend.WARMUP + 5)
+    assert set(fps) == {"a", "b"} and all(v > 0 for v in fps.values())
+    order.clear()
+    auto_backend.interleaved_fps(calls, batch=1, rounds=50, budget_s=0.0)  # a slow model: the cap ends it
+    assert len(order) == 2 * (auto_backend.WARMUP + auto_backend.MIN_ROUNDS)
+
+
+def test_auto_measures_once_then_reads_the_choice(nano_pth: Path, cache: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("openvino")
+    caplog.set_level(logging.INFO, logger="streamyolox.inference")
+    spec = ModelSpec(weights=str(nano_pth))
+    first = make_backend(spec, threads=1, spin=False, batch=2)  # the real measurement, both backends
+    (record,) = choices(cache)
+    assert set(record["fps"]) == {"onnxruntime", "openvino"}
+    assert record["choice"] == max(record["fps"], key=record["fps"].get) == first.name
+    assert (record["key"]["batch"], record["key"]["threads"], record["key"]["spin"]) == (2, 1, False)
+    assert record["key"]["weights_sha256"] == weights_digest(nano_pth)
+    assert "measured at batch 2" in caplog.text
+
+    def no_measuring(*_args: object, **_kwargs: object) -> dict[str, float]:
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(auto_backend, "interleaved_fps", no_measuring)
+    caplog.clear()
+    assert make_backend(spec, threads=1, spin=False, batch=2).name == first.name
+    assert "measured earlier" in caplog.text and len(choices(cache)) == 1
+
+
+@pytest.mark.parametrize("fps, expected", [({"onnxruntime": 50.0, "openvino": 80.0}, "openvino"),
+                                           ({"onnxruntime": 80.0, "openvino": 50.0}, "onnxruntime")])
+def test_the_faster_one_wins(nano_pth: Path, cache: Path, monkeypatch: pytest.MonkeyPatch,
+                             fps: dict[str, float], expected: str) -> None:
+    pytest.importorskip("openvino")
+    monkeypatch.setattr(auto_backend, "interleaved_fps", lambda calls, batch: dict(fps))
+    assert make_backend(ModelSpec(weights=str(nano_pth)), threads=1, batch=3).name == expected
+
+
+def test_key_follows_what_changes_the_answer(nano_pth: Path, tmp_path: Path, cache: Path) -> None:
+    copy = tmp_path / "copy.pth"
+    copy.write_bytes(nano_pth.read_bytes())
+    digest = weights_digest(nano_pth)
+
+    def key(digest: str = digest, batch: int = 1, threads: int | None = 1, spin: bool = False) -> Path:
+        return auto_backend.ChoiceKey.here(digest, "yolox-nano", (416, 416), batch, threads, spin).file()
+
+    assert key(weights_digest(copy)) == key()  # the same bytes elsewhere: the same choice
+    assert len({key(), key(batch=4), key(threads=2), key(spin=True), key("0" * 64)}) == 5
+
+
+def test_a_broken_record_is_measured_again(nano_pth: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("openvino")
+    monkeypatch.setattr(auto_backend, "interleaved_fps", lambda calls, batch: {"onnxruntime": 2.0, "openvino": 1.0})
+    spec = ModelSpec(weights=str(nano_pth))
+    make_backend(spec, threads=1)
+    (path,) = (cache / "backend-choice").glob("*.json")
+    path.write_text("{half a reco")  # e.g. a disk that filled up
+    monkeypatch.setattr(auto_backend, "interleaved_fps", lambda calls, batch: {"onnxruntime": 1.0, "openvino": 2.0})
+    assert make_backend(spec, threads=1).name == "openvino"
+    assert json.loads(path.read_text())["choice"] == "openvino"
+
+
+def test_without_openvino_auto_is_onnxruntime(nano_pth: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert make_backend(ModelSpec(weights=str(nano_pth)), threads=1).name == "onnxruntime"
+    assert not (cache / "backend-choice").exists()
