@@ -16,6 +16,7 @@ from streamyolox.inference.backends import Backend
 from streamyolox.model.spec import ModelSpec
 from tests.cli.test_detect import assert_matches_reference
 from tests.conftest import shared_file
+from tests.ops.test_decode import box_iou
 
 pytest.importorskip("openvino", reason="openvino is not installed (pip install 'streamyolox[cpu-fast]')")
 
@@ -52,18 +53,9 @@ def images(dog_jpg: Path, street_720p: Path) -> list[np.ndarray]:
     return frames
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes a[N, 4] and b[M, 4]."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
-
-
 def assert_same_detections(found: Detections, expected: Detections) -> None:
     assert len(found) == len(expected) > 0
-    overlap = iou(expected.xyxy, found.xyxy)
+    overlap = box_iou(expected.xyxy, found.xyxy)
     for i in range(len(expected)):
         j = int(np.argmax(np.where(found.class_ids == expected.class_ids[i], overlap[i], -1)))
         assert found.class_ids[j] == expected.class_ids[i]
