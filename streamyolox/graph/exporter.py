@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from streamyolox.graph.metrics import MetricsBoard
@@ -23,7 +23,7 @@ class BoardCollector(Collector):
         self.board = board
         self.pipeline = pipeline
 
-    def collect(self) -> Iterator[object]:
+    def collect(self) -> Iterator[Metric]:
         rows = self.board.rows()
         labels = ["pipeline", "stage"]
         frames = CounterMetricFamily("streamyolox_stage_frames", "packets processed by the stage", labels=labels)

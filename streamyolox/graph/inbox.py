@@ -118,9 +118,10 @@ class Inbox:
         else:  # still waiting in the reorder buffer for an earlier packet
             info = self.edges[edge]
             reorder = self._reorder(info)
-            old = reorder.remove_oldest(info.merge[0]) if reorder is not None else None  # type: ignore[index]
-            if old is None:
+            held = reorder.remove_oldest(info.merge[0]) if reorder is not None else None  # type: ignore[index]
+            if held is None:
                 raise RuntimeError(f"edge {edge}: counted {self.count[edge]} packets but holds none")
+            old = held
             self.items.extend(reorder.pop_ready())  # type: ignore[union-attr]
         self.count[edge] -= 1
         self.dropped[edge] += 1

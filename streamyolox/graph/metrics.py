@@ -150,7 +150,7 @@ class MetricsBoard:
         with self.lock:
             for edge, by_inc in evidence.items():
                 for inc, keys in by_inc.items():
-                    self.evidence.setdefault(edge, {}).setdefault(inc, set()).update(map(tuple, keys))
+                    self.evidence.setdefault(edge, {}).setdefault(inc, set()).update((k[0], k[1]) for k in keys)
 
     def rows(self, final: bool = False) -> list[dict[str, Any]]:
         """One dict per stage: state, frames, fps (average over the run when `final`), busy, ages, queues.

@@ -202,7 +202,7 @@ class Supervisor:
         for i in ids:
             self.board.set_state(i, "failed" if reported else "died", why)
         self.finished.add(name)
-        self._fail(why)
+        self._fail(str(why))
 
     # -- reports ---------------------------------------------------------------------------------------
     def _drain_reports(self) -> None:

@@ -92,7 +92,8 @@ def to_host(value: Any) -> np.ndarray:
 def split_packet(packet: Packet) -> tuple[Packet, list[tuple[str, np.ndarray]]]:
     """(the packet without its arrays, [(field, host array)])."""
     arrays = [(f, to_host(getattr(packet, f))) for f in ARRAY_FIELDS if getattr(packet, f) is not None]
-    stub = dataclasses.replace(packet, **{f: None for f, _ in arrays}) if arrays else packet
+    empty: dict[str, Any] = {f: None for f, _ in arrays}
+    stub = dataclasses.replace(packet, **empty) if arrays else packet
     return stub, arrays
 
 
@@ -251,7 +252,7 @@ class SocketOutlet(Outlet):
             arrays = [(f, np.ascontiguousarray(a)) for f, a in arrays]
             descs = [(f, a.dtype.str, a.shape, i + 1) for i, (f, a) in enumerate(arrays)]
             header = pickle.dumps((*head, None, descs, stub, tag), protocol=5)
-            self._send([header, *(memoryview(a.reshape(-1).view(np.uint8)) for _, a in arrays)], abort,
+            self._send([header, *(a.reshape(-1).view(np.uint8).data for _, a in arrays)], abort,
                        copy=False)
             return
         seg = self._segment(slot, sum(shm.aligned(a.nbytes) for _, a in arrays))

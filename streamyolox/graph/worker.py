@@ -73,7 +73,7 @@ def _die_with_parent(parent_pid: int) -> None:
 class StageProcess:
     """The stages of one process with their inboxes, outlets, receiver and report socket."""
 
-    def __init__(self, plan: ProcessPlan, incarnation: int, stop: threading.Event | object,
+    def __init__(self, plan: ProcessPlan, incarnation: int, stop: threading.Event,
                  abort: threading.Event, done: Sequence[int] = ()) -> None:
         self.plan = plan
         self.abort = abort

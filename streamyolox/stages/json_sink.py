@@ -37,8 +37,8 @@ class JsonSink(Stage):
             path.parent.mkdir(parents=True, exist_ok=True)
             # line buffered: every record reaches the file as it is written, so a killed run loses nothing;
             # a restarted sink (restart: on-failure) adds to what its previous incarnation wrote
-            mode = "a" if cfg.append or self.ctx.restarts else "w"
-            self._out = open(path, mode, buffering=1, encoding="utf-8")  # noqa: SIM115
+            self._out = open(path, "a" if cfg.append or self.ctx.restarts else "w",  # noqa: SIM115
+                             buffering=1, encoding="utf-8")
         except OSError as exc:
             raise ValueError(f"json.path: cannot write {cfg.path!r}: {exc.strerror or exc}") from exc
 
