@@ -47,7 +47,8 @@ class Detections:
         xyxy (ndarray[N, 4] float32): boxes in ``(x1, y1, x2, y2)`` original-frame pixels.
         scores (ndarray[N] float32): objectness x class probability.
         class_ids (ndarray[N] int64): class indices.
-        track_ids (ndarray[N] int64 | None): tracker ids, when a tracker ran.
+        track_ids (ndarray[N] int64 | None): tracker ids, when a tracker ran; -1 for a detection that is
+            not part of a confirmed track (JSON: ``"track_id": null``).
         class_names: the label table that `class_ids` index (COCO when None).
     """
 
@@ -111,7 +112,7 @@ class Detections:
                 "class_name": name,
             }
             if self.track_ids is not None:
-                item["track_id"] = int(self.track_ids[i])
+                item["track_id"] = int(self.track_ids[i]) if self.track_ids[i] >= 0 else None
             out.append(item)
         return out
 
@@ -120,7 +121,8 @@ class Detections:
         """Inverse of `to_json`."""
         if not items:
             return cls.empty(class_names)
-        tracks = [d["track_id"] for d in items] if all("track_id" in d for d in items) else None
+        tracks = ([-1 if d["track_id"] is None else d["track_id"] for d in items]
+                  if all("track_id" in d for d in items) else None)
         return cls(
             np.array([d["bbox"] for d in items], np.float32),
             np.array([d["score"] for d in items], np.float32),

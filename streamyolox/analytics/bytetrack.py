@@ -51,10 +51,10 @@ cost_limit=thresh)``, which leaves a pair unmatched rather than match it above `
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]
 
 from streamyolox.analytics import kalman
@@ -63,9 +63,14 @@ SECOND_MATCH_THRESH = 0.5  # stage 2 (low-score detections), fixed in the offici
 UNCONFIRMED_MATCH_THRESH = 0.7  # stage 3 (unconfirmed tracks), fixed in the official code
 
 
+def shown(value: object) -> str:
+    """A value as an error message shows it: YAML's 7 reaches a float field as 7.0, written `7`."""
+    return f"{value:g}" if isinstance(value, float) else repr(value)
+
+
 def _unit(name: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
+        raise ValueError(f"{name}: expected a number in [0, 1], got {shown(value)}")
 
 
 @dataclass
@@ -89,15 +94,15 @@ class ByteTrackOptions:
         if self.det_thresh is not None:
             _unit("det_thresh", self.det_thresh)
         if self.low_thresh > self.track_thresh:
-            raise ValueError(f"low_thresh: expected at most track_thresh ({self.track_thresh}), "
-                             f"got {self.low_thresh}")
+            raise ValueError(f"low_thresh: expected at most track_thresh ({shown(self.track_thresh)}), "
+                             f"got {shown(self.low_thresh)}")
         if self.start_thresh > 1.0:
             raise ValueError(f"det_thresh: track_thresh + 0.1 = {self.start_thresh:g} > 1 would start no "
                              f"track; set det_thresh in [0, 1]")
         for name in ("track_buffer", "min_hits"):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+                raise ValueError(f"{name}: expected an integer >= 1, got {shown(value)}")
         if self.classes is not None and not all(isinstance(k, int) and k >= 0 for k in self.classes):
             raise ValueError(f"classes: expected a list of class ids >= 0, got {self.classes!r}")
 
@@ -196,7 +201,7 @@ class ByteTracker:
     @frame_rate.setter
     def frame_rate(self, value: float) -> None:
         if not value > 0:
-            raise ValueError(f"frame_rate: expected a number > 0, got {value!r}")
+            raise ValueError(f"frame_rate: expected a number > 0, got {shown(value)}")
         self._frame_rate = float(value)
         # as the official code (buffer = frame_rate / 30 * track_buffer), but always one frame at least
         self.max_lost = max(1, int(value / 30.0 * self.options.track_buffer))
@@ -216,8 +221,7 @@ class ByteTracker:
         self._tracks = []
         self.frame_id = 0
 
-    def update(self, xyxy: np.ndarray, scores: np.ndarray,
-               class_ids: np.ndarray | Sequence[int] | None = None) -> Assignment:
+    def update(self, xyxy: ArrayLike, scores: ArrayLike, class_ids: ArrayLike | None = None) -> Assignment:
         """Track one frame's detections ((N, 4) boxes, (N,) scores, (N,) classes)."""
         o = self.options
         xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)

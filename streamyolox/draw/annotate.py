@@ -30,10 +30,10 @@ class DrawStyle:
 
 
 def label_text(detections: Detections, index: int, names: list[str] | None = None) -> str:
-    """`"#7 person 0.87"` (track id first when present)."""
+    """`"#7 person 0.87"` (track id first when present; none for -1, not a confirmed track)."""
     name = (names or detections.names())[index]
     text = f"{name} {float(detections.scores[index]):.2f}"
-    if detections.track_ids is not None:
+    if detections.track_ids is not None and detections.track_ids[index] >= 0:
         text = f"#{int(detections.track_ids[index])} {text}"
     return text
 

@@ -168,7 +168,9 @@ class DecodeStage(Stage):
                                                     self._hooks(stopped, mailbox), first),
                 self._stopped, name=f"{self.stream_id}-reader", mailbox=mailbox)
             for index, raw in enumerate(frames):
-                yield index, raw, {}
+                # Reconnects so far (the mailbox is drained before each frame): downstream, a change marks
+                # a new connection, e.g. the track stage resets the stream's tracks.
+                yield index, raw, {"reconnects": int(self.ctx.counters.get("reconnects", 0))}
             return
         yield from self._file_frames()
 

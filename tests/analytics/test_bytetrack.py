@@ -210,7 +210,7 @@ def test_state_stays_bounded_over_10000_frames_of_churn() -> None:
     recent: list[int] = []  # detections per frame over the last max_lost + 1 frames
     for _ in range(10_000):
         if len(live) < 8 and rng.random() < 0.2:
-            live.append([rng.uniform(0, 1280), rng.uniform(0, 720), *rng.normal(0, 3, 2), rng.integers(5, 120)])
+            live.append([rng.uniform(0, 1280), rng.uniform(0, 720), *rng.normal(0, 3, 2), float(rng.integers(5, 120))])
             births += 1
         dets: list[Det] = [(o[0] + rng.normal(0, 1), o[1] + rng.normal(0, 1), float(rng.uniform(0.3, 1.0)), 0)
                            for o in live if rng.random() > 0.1]
