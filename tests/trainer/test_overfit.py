@@ -22,13 +22,14 @@ from trainer.engine import Trainer
 pytestmark = pytest.mark.slow  # about 30 s on one core; still run in CI
 
 CPU_BUDGET_S = 180  # generous: a quiet core needs about 30 s
+EPOCHS = 60  # 40 epochs reached mAP@.5 0.78-0.82 on Intel Xeon and AMD EPYC: too close to the 0.9 target
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, nano_pth: Path) -> tuple[Path, Path, float]:
     root = tmp_path_factory.mktemp("overfit")
     ann = write_coco(root / "data", 8, seed=1)
-    cfg = TrainConfig(model="yolox-nano", weights=str(nano_pth), input_size=(160, 160), epochs=40, batch=8,
+    cfg = TrainConfig(model="yolox-nano", weights=str(nano_pth), input_size=(160, 160), epochs=EPOCHS, batch=8,
                       basic_lr_per_img=0.01 / 8, warmup_epochs=2, no_aug_epochs=15, eval_interval=100,
                       save_interval=10, workers=0, output=str(root / "run"), aug=aug_for_model("yolox-nano"), progress=False,
                       tensorboard=False)
