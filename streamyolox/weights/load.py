@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from streamyolox.classes import COCO_CLASSES
+from streamyolox.classes import resolve_class_names
 from streamyolox.model import YOLOX, ZOO, build_model, canonical_name
 from streamyolox.weights.checkpoint import WeightsError, infer_arch, load_state_dict_checked, read_checkpoint
 from streamyolox.weights.hub import resolve_weights
@@ -20,7 +20,7 @@ class LoadedModel:
     """A ready model: `model` in eval mode (fused unless asked not to) on its device, and what it expects.
 
     Attributes:
-        name: zoo name or `custom`; class_names: one per class (COCO's for official 80-class weights);
+        name: zoo name or `custom`; class_names: one per class (`resolve_class_names`);
         input_size: (h, w) the weights were made for; source_path: the file the weights came from.
     """
 
@@ -32,11 +32,9 @@ class LoadedModel:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def default_class_names(num_classes: int) -> tuple[str, ...]:
-    """COCO's names for 80 classes, else `class0`, `class1`, ..."""
-    return (
-        COCO_CLASSES if num_classes == len(COCO_CLASSES) else tuple(f"class{i}" for i in range(num_classes))
-    )
+def default_class_names(num_classes: int, source: str = "the weights") -> tuple[str, ...]:
+    """Names for weights that record none: COCO's for 80 classes, else `class_0`, ... (with one warning)."""
+    return resolve_class_names(None, num_classes, source)
 
 
 def _test_size(name: str) -> tuple[int, int]:
@@ -84,13 +82,13 @@ def _load_torch(path: Path, name: str | None, num_classes: int | None) -> Loaded
             raise WeightsError(
                 f"{path.name}: checkpoint has {model.num_classes} classes, asked for {num_classes}"
             )
-        names = tuple(meta.get("class_names") or default_class_names(model.num_classes))
+        names = resolve_class_names(meta.get("class_names"), model.num_classes, str(path.resolve()))
         size = tuple(meta.get("input_size") or _test_size(key))
     else:
         key = canonical_name(name) if name else _name_from_state_dict(sd, path.name)
         nc = num_classes if num_classes is not None else (infer_arch(sd).num_classes or 80)
         model = build_model(key, nc)
-        names, size, meta = default_class_names(nc), _test_size(key), {}
+        names, size, meta = default_class_names(nc, str(path.resolve())), _test_size(key), {}
     load_state_dict_checked(model, sd, path.name)
     return LoadedModel(model, model.name, names, (int(size[0]), int(size[1])), path, dict(meta))
 
@@ -100,7 +98,7 @@ def _load_onnx(path: Path, name: str | None, num_classes: int | None) -> LoadedM
     key = canonical_name(name) if name else infer_onnx_model_name(info, path.name)
     model = load_onnx_weights(build_model(key, num_classes or info.num_classes), path)
     size = info.input_size or _test_size(key)
-    return LoadedModel(model, key, default_class_names(model.num_classes), size, path)
+    return LoadedModel(model, key, default_class_names(model.num_classes, str(path.resolve())), size, path)
 
 
 def load_model(
