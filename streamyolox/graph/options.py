@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from typing import Any, Literal, Union
+
+from streamyolox.config_fields import RESOLVED_KEY
 
 
 class SpecError(ValueError):
@@ -131,7 +134,7 @@ def dataclass_fields(cls: type) -> dict[str, tuple[Any, bool, Any]]:
     hints = typing.get_type_hints(cls)
     out = {}
     for f in dataclasses.fields(cls):
-        if not f.init:
+        if not f.init or f.metadata.get(RESOLVED_KEY):
             continue
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = f.default if f.default is not dataclasses.MISSING else (
@@ -153,4 +156,17 @@ def build_dataclass(cls: type, values: dict[str, Any], path: str) -> Any:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:  # a Config's own __post_init__ checks
-        raise SpecError(f"{path}: {exc}") from exc
+        raise SpecError(option_message(path, str(exc), fields)) from exc
+
+
+# `option: why`, `option[2]: why` or `kind.option: why` from a __post_init__ (decode's messages carry the kind)
+_OPTION_MESSAGE = re.compile(r"(?:[\w-]+\.)?(\w+)((?:\[\d+\])*): (.*)", re.DOTALL)
+
+
+def option_message(path: str, message: str, fields: typing.Container[str]) -> str:
+    """`path.option: why` when `message` names one of `fields` first, else `path: message`."""
+    match = _OPTION_MESSAGE.fullmatch(message)
+    if match and match.group(1) in fields:
+        where = f"{path}.{match.group(1)}{match.group(2)}" if path else f"{match.group(1)}{match.group(2)}"
+        return f"{where}: {match.group(3)}"
+    return f"{path}: {message}" if path else message

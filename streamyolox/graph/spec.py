@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from streamyolox.config_fields import check_ranges, ranged
 from streamyolox.model.spec import ModelSpec
 from streamyolox.stages.base import StageConfig
 
@@ -57,14 +58,18 @@ class MetricsSpec:
     """The optional `metrics:` block.
 
     Attributes:
-        interval_s: how often stages report and the plain log line is printed.
-        http_port: serve Prometheus `/metrics` and JSON `/health` on this port (None: off).
+        interval_s: how often stages report and the plain log line is printed (> 0).
+        http_port: serve Prometheus `/metrics` and JSON `/health` on this port, 1..65535 (None: off; 0: any
+            free port, which the log line names).
         json: write the final metrics summary to this file (the CLI's `--metrics-json` overrides it).
     """
 
-    interval_s: float = 1.0
-    http_port: int | None = None
+    interval_s: float = ranged(1.0, gt=0)
+    http_port: int | None = ranged(None, ge=0, le=65535)
     json: str | None = None
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @dataclass(frozen=True)

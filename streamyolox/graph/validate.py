@@ -81,8 +81,29 @@ def apply_overrides(doc: dict[str, Any], sets: Sequence[str]) -> dict[str, Any]:
     return doc
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping names one key twice: PyYAML would silently keep the last (two `json:` stages become one)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that rejects a key given twice in one mapping (merge keys `<<` may still be
+    overridden, as YAML intends)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise _DuplicateKey(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse the file; errors: `FILE: no such file`, `FILE:LINE:COL: invalid YAML: problem`."""
+    """Parse the file; errors: `FILE: no such file`, `FILE:LINE:COL: invalid YAML: problem`,
+    `FILE:LINE:COL: duplicate key 'json'`."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -91,11 +112,12 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read: {exc}") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        raise SpecError(f"{where}: invalid YAML: {exc.problem or exc}") from None
+        what = "" if isinstance(exc, _DuplicateKey) else "invalid YAML: "
+        raise SpecError(f"{where}: {what}{exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: invalid YAML: {exc}") from None
     if doc is None:

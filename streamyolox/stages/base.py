@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from streamyolox.config_fields import check_ranges
 from streamyolox.model.spec import ModelSpec
 from streamyolox.stages.packet import Packet
 
@@ -22,7 +23,14 @@ class StopPipeline(Exception):
 
 @dataclass
 class StageConfig:
-    """Base of every stage's options dataclass (fields = YAML options, with types and defaults)."""
+    """Base of every stage's options dataclass (fields = YAML options, with types and defaults).
+
+    A field declared with `streamyolox.config_fields.ranged(default, ge=..., le=...)` is range-checked here; a
+    subclass with its own `__post_init__` calls `super().__post_init__()` and raises `ValueError` as
+    `option: why` (the loader shows it as `stages.<id>.option: why`)."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from streamyolox.config_fields import OptionError, ranged
 from streamyolox.detections import FrameMeta
 from streamyolox.sources import (
     AvOptions,
@@ -76,37 +77,34 @@ class DecodeConfig(StageConfig):
     url: str
     stream: str | None = None
     transport: Literal["tcp", "udp"] = "tcp"
-    open_timeout_s: float = 10.0
-    read_timeout_s: float = 5.0
-    stall_timeout_s: float = 5.0
+    open_timeout_s: float = ranged(10.0, gt=0)
+    read_timeout_s: float = ranged(5.0, gt=0)
+    stall_timeout_s: float = ranged(5.0, gt=0)
     reconnect: bool = True
-    max_retries: int | None = None
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 10.0
-    max_fps: float | None = None
-    stride: int = 1
+    max_retries: int | None = ranged(None, ge=0)
+    backoff_initial_s: float = ranged(0.5, gt=0)
+    backoff_max_s: float = ranged(10.0, gt=0)
+    max_fps: float | None = ranged(None, gt=0)
+    stride: int = ranged(1, ge=1)
     loop: bool = False
     realtime: bool = False
     on_corrupt: Literal["skip", "stop"] = "skip"
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
-    threads: int = 0
+    width: int | None = ranged(None, ge=1)
+    height: int | None = ranged(None, ge=1)
+    fps: float | None = ranged(None, gt=0)
+    threads: int = ranged(0, ge=0)
 
     def __post_init__(self) -> None:
         _check(isinstance(self.url, str) and bool(self.url.strip()), "url", "a non-empty string", self.url)
         _check(self.transport in ("tcp", "udp"), "transport", "'tcp' or 'udp'", self.transport)
         _check(self.on_corrupt in ("skip", "stop"), "on_corrupt", "'skip' or 'stop'", self.on_corrupt)
-        for name in ("open_timeout_s", "read_timeout_s", "stall_timeout_s", "backoff_initial_s", "backoff_max_s"):
-            value = getattr(self, name)
-            _check(isinstance(value, (int, float)) and value > 0, name, "a number > 0", value)
-        _check(isinstance(self.stride, int) and self.stride >= 1, "stride", "an integer >= 1", self.stride)
-        _check(self.max_retries is None or (isinstance(self.max_retries, int) and self.max_retries >= 0),
-               "max_retries", "an integer >= 0 or null (forever)", self.max_retries)
-        _check(self.max_fps is None or self.max_fps > 0, "max_fps", "a number > 0 or null", self.max_fps)
-        _check(isinstance(self.threads, int) and self.threads >= 0, "threads", "an integer >= 0", self.threads)
-        _check((self.width is None) == (self.height is None), "width/height", "both or neither",
-               (self.width, self.height))
+        super().__post_init__()
+        if (self.width is None) != (self.height is None):
+            raise OptionError("height" if self.height is None else "width",
+                              f"set width and height together, got width {self.width}, height {self.height}")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise OptionError("backoff_max_s", f"expected at least backoff_initial_s ({self.backoff_initial_s:g}), "
+                              f"got {self.backoff_max_s:g}")
 
 
 class DecodeStage(Stage):

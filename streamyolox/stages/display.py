@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
+from streamyolox.config_fields import ranged
 from streamyolox.draw import DrawStyle, annotate, put_label
 from streamyolox.stages.base import Stage, StageConfig, StopPipeline
 from streamyolox.stages.packet import Packet
@@ -32,7 +33,7 @@ class DisplayConfig(StageConfig):
     the displayed frames per second; draw: draw the detections."""
 
     title: str = "streamyolox"
-    max_width: int = 1280
+    max_width: int = ranged(1280, ge=0)
     show_fps: bool = True
     draw: bool = True
 

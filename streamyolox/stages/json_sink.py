@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from streamyolox.config_fields import OptionError, output_path
 from streamyolox.detections import frame_record
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
@@ -17,8 +18,13 @@ from streamyolox.stages.packet import Packet
 class JsonSinkConfig(StageConfig):
     """path: output file (`-` = stdout); append: add to an existing file instead of replacing it."""
 
-    path: str = "-"
+    path: str = output_path("-")
     append: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.path.strip():
+            raise OptionError("path", "expected a file name or '-' (stdout), got ''")
 
 
 class JsonSink(Stage):

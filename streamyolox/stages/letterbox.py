@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from streamyolox.config_fields import OptionError, ranged
 from streamyolox.model.spec import ModelSpec
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
@@ -11,11 +13,16 @@ from streamyolox.stages.packet import Packet
 
 @dataclass
 class LetterboxConfig(StageConfig):
-    """size: square model input side (default: the model block's input_size); device: auto follows the
-    model's device (CuPy kernel on CUDA, cv2 on CPU)."""
+    """size: square model input side, which must be the model's (default: the model block's input_size);
+    device: auto follows the model's device (CuPy kernel on CUDA, cv2 on CPU), else cpu, cuda or cuda:N."""
 
-    size: int | None = None
+    size: int | None = ranged(None, ge=1)
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise OptionError("device", f"expected auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
 def _model_input_size(model: ModelSpec | None) -> tuple[int, int]:
@@ -36,14 +43,10 @@ class LetterboxStage(Stage):
         cfg: LetterboxConfig = self.config
         model = self.ctx.model
         if cfg.size is not None:
-            if cfg.size <= 0:
-                raise ValueError(f"letterbox.size: expected a positive int, got {cfg.size}")
             self.size = (cfg.size, cfg.size)
         else:
             self.size = _model_input_size(model)
         device = cfg.device if cfg.device != "auto" else (model.device if model is not None else "cpu")
-        if device != "cpu" and not device.startswith("cuda"):
-            raise ValueError(f"letterbox.device: expected auto, cpu, cuda or cuda:N, got {device!r}")
         if device.startswith("cuda"):
             from streamyolox.ops import letterbox_gpu
 

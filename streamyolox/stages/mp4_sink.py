@@ -18,6 +18,7 @@ import av
 import cv2
 import numpy as np
 
+from streamyolox.config_fields import OptionError, output_path, ranged
 from streamyolox.draw import annotate
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
@@ -46,16 +47,21 @@ class Mp4Config(StageConfig):
     draw: draw the detections (False: re-encode the frames as they are).
     """
 
-    path: str = "out.mp4"
+    path: str = output_path("out.mp4")
     codec: str = "libx264"
-    crf: int = 23
+    crf: int = ranged(23, ge=0, le=51)  # x264's scale for 8-bit video
     preset: str = "veryfast"
-    bitrate: int = 4_000_000
+    bitrate: int = ranged(4_000_000, ge=1)
     pix_fmt: str = "yuv420p"
-    fps: float | None = None
+    fps: float | None = ranged(None, gt=0)
     fragmented: bool = False
-    keyframe_interval_s: float = 2.0
+    keyframe_interval_s: float = ranged(2.0, gt=0)
     draw: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.path.strip() or self.path == "-":
+            raise OptionError("path", f"expected a file name, got {self.path!r}")
 
 
 def pick_codec(requested: str, pix_fmt: str) -> str:

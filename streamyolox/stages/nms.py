@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamyolox.config_fields import ranged
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
 
@@ -15,10 +16,10 @@ class NmsConfig(StageConfig):
     """score_threshold: objectness x class probability; iou_threshold: NMS overlap; class_agnostic: one NMS
     over all classes; classes: keep only these class ids (None: all)."""
 
-    score_threshold: float = 0.25
-    iou_threshold: float = 0.45
+    score_threshold: float = ranged(0.25, ge=0, le=1)
+    iou_threshold: float = ranged(0.45, ge=0, le=1)
     class_agnostic: bool = False
-    classes: list[int] | None = None
+    classes: list[int] | None = ranged(None, ge=0)  # noqa: RUF009 (ranged returns a dataclasses.field)
 
 
 class NmsStage(Stage):
@@ -31,10 +32,6 @@ class NmsStage(Stage):
         from streamyolox.ops import postprocess
 
         cfg: NmsConfig = self.config
-        for name in ("score_threshold", "iou_threshold"):
-            value = getattr(cfg, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"nms.{name}: expected a value in [0, 1], got {value}")
         self._postprocess = postprocess
         self.class_names = class_names_for(self.ctx.model)
         # compile (or load from numba's cache) now: the first call took 1.9 s, which would age frame 0

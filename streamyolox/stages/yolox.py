@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 
+from streamyolox.config_fields import ranged
 from streamyolox.model.spec import ModelSpec
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
@@ -20,10 +21,10 @@ class YoloxConfig(StageConfig):
     cores but one, which is left to decoding and the other stages, shared among the stage's replicas);
     spin: let idle onnxruntime threads spin (fastest alone, slower when other stages share the cores)."""
 
-    batch: int = 1
-    max_wait_ms: float = 5.0
+    batch: int = ranged(1, ge=1)
+    max_wait_ms: float = ranged(5.0, ge=0)
     backend: Literal["auto", "torch", "onnxruntime", "openvino"] | None = None
-    threads: int | None = None
+    threads: int | None = ranged(None, ge=1)
     spin: bool = False
 
 
@@ -36,8 +37,6 @@ class YoloxStage(Stage):
         from streamyolox.inference import make_backend
 
         cfg: YoloxConfig = self.config
-        if cfg.batch < 1:
-            raise ValueError(f"yolox.batch: expected >= 1, got {cfg.batch}")
         spec = self.ctx.model or ModelSpec()
         if cfg.backend:
             spec = ModelSpec(**{**spec.__dict__, "backend": cfg.backend})

@@ -34,6 +34,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from streamyolox.config_fields import OptionError, ranged
 from streamyolox.detections import Detections, frame_record
 from streamyolox.draw import annotate
 from streamyolox.stages.base import Stage, StageConfig
@@ -65,17 +66,27 @@ class ZmqSinkConfig(StageConfig):
     format: Literal["json", "msgpack"] = "json"
     topic: str | None = None
     thumbnail: bool = False
-    thumbnail_width: int = 320
-    thumbnail_quality: int = 80
+    thumbnail_width: int = ranged(320, ge=8)
+    thumbnail_quality: int = ranged(80, ge=1, le=100)
     thumbnail_annotate: bool = True
-    hwm: int = 100
+    hwm: int = ranged(100, ge=1)
     nodrop: bool = False
     allow_remote: bool = False
     curve_server_secret_key: str | None = None
     curve_allowed_clients: str | None = None
-    wait_subscribers: int = 0
-    wait_timeout_s: float = 5.0
-    linger_ms: int = 1000
+    wait_subscribers: int = ranged(0, ge=0)
+    wait_timeout_s: float = ranged(5.0, gt=0)
+    linger_ms: int = ranged(1000, ge=0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        scheme, _, address = self.endpoint.partition("://")
+        host, _, port = address.rpartition(":")
+        # bind also takes `*` (any free port); a connect needs a real one
+        any_port = port == "*" and self.mode == "bind"
+        if scheme == "tcp" and not (host and ((port.isdigit() and 1 <= int(port) <= 65535) or any_port)):
+            raise OptionError("endpoint", f"expected tcp://HOST:PORT with PORT in [1, 65535], got {self.endpoint!r}")
+        check_config(self)
 
 
 def message_schema() -> dict[str, Any]:

@@ -98,7 +98,7 @@ def test_missing_file_and_bad_url_fail_at_open(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("option", "value"), [("transport", "sctp"), ("stride", 0), ("on_corrupt", "ignore"),
                                                ("max_retries", -1), ("stall_timeout_s", 0)])
 def test_bad_options_name_the_option(option: str, value: object) -> None:
-    with pytest.raises(ValueError, match=f"decode.{option}"):
+    with pytest.raises(ValueError, match=rf"^(decode\.)?{option}: expected"):
         DecodeStage.Config(url="x.mp4", **{option: value})
 
 
