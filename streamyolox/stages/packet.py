@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from streamyolox.analytics.events import Counts, Event
 from streamyolox.detections import Detections, FrameMeta
 
 
@@ -27,6 +28,9 @@ class Packet:
         ratio: letterbox scale, model-input pixels per original pixel.
         raw (ndarray[N, 5 + C] float32 | None): model output, (cx, cy, w, h) in input pixels, obj, cls.
         detections: final detections in original-frame pixels.
+        events: line crossings and zone enters/exits confirmed on this frame (the `count` stage).
+        counts: the stream's running totals after this frame, with the lines and zones they refer to
+            (`count` stage; None without one).
         extra: small JSON-able values stages attach (e.g. `{"reconnects": 2}`).
     """
 
@@ -36,4 +40,6 @@ class Packet:
     ratio: float = 1.0
     raw: np.ndarray | None = None
     detections: Detections | None = None
+    events: list[Event] = field(default_factory=list)
+    counts: Counts | None = None
     extra: dict[str, Any] = field(default_factory=dict)

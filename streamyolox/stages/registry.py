@@ -15,6 +15,7 @@ BUILTIN_STAGES: dict[str, str] = {
     "yolox": "streamyolox.stages.yolox:YoloxStage",
     "nms": "streamyolox.stages.nms:NmsStage",
     "track": "streamyolox.stages.track:TrackStage",
+    "count": "streamyolox.stages.count:CountStage",
     "json": "streamyolox.stages.json_sink:JsonSink",
     "mp4": "streamyolox.stages.mp4_sink:Mp4Sink",
     "zmq": "streamyolox.stages.zmq_sink:ZmqSink",

@@ -222,3 +222,35 @@ def test_public_key_file_is_refused_as_server_secret(tmp_path: Path) -> None:
                                 "endpoint": free_endpoint()})
     with pytest.raises(ValueError, match="no secret key"):
         sink.open()
+
+
+def test_events_on_their_own_topic_and_in_the_frame_record(zctx: zmq.Context) -> None:
+    from streamyolox.stages.count import CountStage
+    from streamyolox.stages.testing import run_stage
+    from streamyolox.stages.zmq_sink import event_schema
+
+    tracked = []
+    for i, x in enumerate([600, 610, 660, 670, 680, 600, 590]):  # in at frame 3; back out at frame 6
+        dets = Detections([[x - 10, 100, x + 10, 200]], [0.9], [0], track_ids=[3])
+        tracked.append(Packet(FrameMeta("cam", i, i / 2, 1.7e9 + i, 1280, 720), detections=dets))
+    counted = run_stage(CountStage, tracked, {"lines": {"door": [[640, 0], [640, 720]]}, "cooldown_s": 0})
+    endpoint = free_endpoint()
+    everything = open_subscriber(zctx, endpoint)
+    events_only = open_subscriber(zctx, endpoint, ["events/"])
+    sink = make_stage(ZmqSink, {"endpoint": endpoint, "wait_subscribers": 2})
+    sink.open()
+    for p in counted:
+        sink.process(p)
+    sink.close()
+    got = receive(everything, 1.0)
+    frames = [decode_payload(m[1]) for m in got if m[0] == b"cam"]
+    assert len(frames) == 7 and frames[-1]["counts"] == {"door": {"in": 1, "out": 1}}
+    for record in frames:
+        jsonschema.validate(record, message_schema())
+    events = [decode_payload(m[1]) for m in receive(events_only, 1.0)]
+    assert [m[0] for m in got if m[0] != b"cam"] == [b"events/cam"] * 2
+    assert [(e["kind"], e["frame"]) for e in events] == [("line_in", 3), ("line_out", 6)]
+    assert [e["event_id"] for e in events] == [e["event_id"] for r in frames for e in r["events"]]
+    for e in events:
+        jsonschema.validate(e, event_schema())
+    assert sink.ctx.counters == {"sent": 7, "events_sent": 2}
