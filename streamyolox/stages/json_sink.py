@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from streamyolox.analytics.events import add_analytics
 from streamyolox.config_fields import OptionError, output_path
 from streamyolox.detections import frame_record
 from streamyolox.stages.base import Stage, StageConfig
@@ -31,7 +32,7 @@ class JsonSink(Stage):
     kind = "json"
     Config = JsonSinkConfig
     is_sink = True
-    description = "JSON lines: {stream, frame, pts, time, width, height, detections}"
+    description = "JSON lines: {stream, frame, pts, time, width, height, detections} (+ events, counts)"
 
     def open(self) -> None:
         cfg: JsonSinkConfig = self.config
@@ -49,7 +50,8 @@ class JsonSink(Stage):
             raise ValueError(f"json.path: cannot write {cfg.path!r}: {exc.strerror or exc}") from exc
 
     def process(self, packet: Packet) -> list[Packet]:
-        self._out.write(json.dumps(frame_record(packet.meta, packet.detections)) + "\n")
+        record = add_analytics(frame_record(packet.meta, packet.detections), packet.events, packet.counts)
+        self._out.write(json.dumps(record) + "\n")
         return []
 
     def close(self) -> list[Packet]:

@@ -2,9 +2,11 @@
 
 Message: multipart ``[topic, payload]`` (+ ``[jpeg]`` with `thumbnail: true`); topic = stream id, so a
 subscriber filters per camera; payload = the json sink's record plus ``"schema_version": 1``, as JSON or
-msgpack (schema: ``streamyolox/schemas/detections_message.json``). Sends never wait: a subscriber that
-falls behind loses messages at its high-water mark, never slowing the pipeline. Binds to loopback unless
-`allow_remote: true`; across a network, CURVE encrypts and only the allowed client keys can subscribe.
+msgpack (schema: ``streamyolox/schemas/detections_message.json``). Behind a `count` stage, each event is
+also one message ``[b"events/<stream>", event + schema_version]`` (`$defs/event` of that schema). Sends
+never wait: a subscriber that falls behind loses messages at its high-water mark, never slowing the
+pipeline. Binds to loopback unless `allow_remote: true`; across a network, CURVE encrypts and only the
+allowed client keys can subscribe.
 
 Example YAML::
 
@@ -34,6 +36,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from streamyolox.analytics.events import add_analytics
 from streamyolox.config_fields import OptionError, ranged
 from streamyolox.detections import Detections, frame_record
 from streamyolox.draw import annotate
@@ -41,6 +44,7 @@ from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
 
 SCHEMA_VERSION = 1
+EVENTS_TOPIC_PREFIX = "events/"  # + stream id: the topic of each line/zone event (see analytics.events)
 _LOOPBACK_NAMES = ("localhost", "lo", "lo0")
 
 
@@ -93,6 +97,12 @@ def message_schema() -> dict[str, Any]:
     """The JSON Schema of one message payload (shipped in the package)."""
     text = resources.files("streamyolox").joinpath("schemas/detections_message.json").read_text("utf-8")
     return json.loads(text)
+
+
+def event_schema() -> dict[str, Any]:
+    """The JSON Schema of an `events/<stream>` message payload (`$defs/event` of the same file)."""
+    schema = message_schema()
+    return {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": "#/$defs/event"}
 
 
 def is_loopback_endpoint(endpoint: str) -> bool:
@@ -245,17 +255,26 @@ class ZmqSink(Stage):
         cfg: ZmqSinkConfig = self.config
         assert self._sock is not None, "zmq sink used before open()"
         topic = (cfg.topic if cfg.topic is not None else packet.meta.stream).encode()
-        parts = [topic, encode_payload(frame_record(packet.meta, packet.detections), cfg.format)]
+        record = add_analytics(frame_record(packet.meta, packet.detections), packet.events, packet.counts)
+        parts = [topic, encode_payload(record, cfg.format)]
         if cfg.thumbnail and packet.frame is not None:
             parts.append(jpeg_thumbnail(packet.frame, packet.detections, cfg.thumbnail_width,
                                         cfg.thumbnail_quality, cfg.thumbnail_annotate))
         self._drain_subscriptions()
+        self._send(parts, "sent", "dropped")
+        # each event also on its own topic, so a consumer of events alone need not parse frames
+        event_topic = f"{EVENTS_TOPIC_PREFIX}{packet.meta.stream}".encode()
+        for event in packet.events:
+            self._send([event_topic, encode_payload(event.to_json(), cfg.format)], "events_sent", "events_dropped")
+        return []
+
+    def _send(self, parts: list[bytes], sent: str, dropped: str) -> None:
+        assert self._sock is not None
         try:
             self._sock.send_multipart(parts, flags=zmq.NOBLOCK)
-            self.ctx.count("sent")
+            self.ctx.count(sent)
         except zmq.Again:  # nodrop and a subscriber's queue is full: drop rather than wait
-            self.ctx.count("dropped")
-        return []
+            self.ctx.count(dropped)
 
     def close(self) -> list[Packet]:
         if self._sock is not None:
