@@ -4,6 +4,14 @@ Same size and frame rate as the source, timestamps from the source PTS. `close()
 writes the index, so a run stopped by SIGINT/SIGTERM leaves a playable file; `fragmented: true` writes
 self-contained fragments (one per keyframe), so even a killed process leaves a file that plays up to the
 last complete fragment.
+
+One file per stream, at the size of its first frame. A later frame of another size (a camera that
+switches resolution, a reconnect to another profile, concatenated clips) is scaled into that size with its
+aspect ratio kept (black bars), with one warning per new size. Output timestamps follow the source PTS
+within a run of frames; where the PTS goes back or jumps ahead by more than `MAX_PTS_GAP_S` (a source
+whose clock restarts at 0 after a reconnect, concatenated files), the next frame is placed one frame
+period after the previous one and the source spacing resumes from there, so the file's timestamps only
+increase and every frame keeps its duration.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import cv2
 import numpy as np
 
 from streamyolox.config_fields import OptionError, output_path, ranged
-from streamyolox.draw import annotate
+from streamyolox.draw import annotate, annotate_counts
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
 
@@ -30,6 +38,9 @@ _X26X = ("libx264", "libx265", "libx264rgb")
 _FRAG_FLAGS = "frag_keyframe+empty_moov+default_base_moof"
 # Output ticks per frame: fine enough to keep PTS jitter, exact for constant-rate sources.
 _TICKS_PER_FRAME = 1000
+# A forward PTS jump beyond this is a discontinuity, not a pause to reproduce (FFmpeg's own
+# dts_delta_threshold is 10 s too).
+MAX_PTS_GAP_S = 10.0
 
 
 @dataclass
@@ -44,7 +55,8 @@ class Mp4Config(StageConfig):
         FrameMeta.extra["fps"] or else measured from the first two PTS).
     fragmented: fragmented MP4 (a killed process still leaves a playable file).
     keyframe_interval_s: seconds between keyframes (= fragment length when fragmented).
-    draw: draw the detections (False: re-encode the frames as they are).
+    draw: draw the detections (with a `count` stage upstream also its lines, zones and totals; False:
+        re-encode the frames as they are).
     """
 
     path: str = output_path("out.mp4")
@@ -79,6 +91,17 @@ def pick_codec(requested: str, pix_fmt: str) -> str:
     raise RuntimeError(f"mp4 sink: no usable video encoder ({'; '.join(errors)})")
 
 
+def _letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`image` scaled to fit `width` x `height` with its aspect ratio, centred on black."""
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    size = (max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale))))
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    left, top = (width - size[0]) // 2, (height - size[1]) // 2
+    return cv2.copyMakeBorder(resized, top, height - size[1] - top, left, width - size[0] - left,
+                              cv2.BORDER_CONSTANT, value=(0, 0, 0))
+
+
 class Mp4Writer:
     """One output file: opens the container on the first frame, maps source PTS to output ticks."""
 
@@ -89,9 +112,9 @@ class Mp4Writer:
         self.fps = fps
         self.time_base = 1 / (fps * _TICKS_PER_FRAME)
         self.frames = 0
-        self._first_pts: float | None = None
-        self._last_ticks = -1
-        self._resize_warned = False
+        self._anchor: tuple[float, int] | None = None  # (source PTS, output ticks) the current run starts at
+        self._last_ticks = -_TICKS_PER_FRAME  # so the first frame is at 0
+        self._warned_sizes: set[tuple[int, int]] = set()
         path.parent.mkdir(parents=True, exist_ok=True)
         # flush_packets: each fragment reaches the disk at once, not when the 32 KiB I/O buffer fills.
         options = {"movflags": _FRAG_FLAGS, "flush_packets": "1"} if config.fragmented else {}
@@ -114,27 +137,29 @@ class Mp4Writer:
         return n + (n % 2) if self.config.pix_fmt.startswith(("yuv420", "yuvj420", "nv12")) else n
 
     def _ticks(self, pts: float | None) -> int:
-        """Output PTS in ticks: source PTS relative to the first frame, kept strictly increasing
-        (constant rate when the `fps` option is set or the source has no PTS)."""
-        if pts is None or self.config.fps:
-            ticks = self._last_ticks + _TICKS_PER_FRAME
-        else:
-            if self._first_pts is None:
-                self._first_pts = pts
-            ticks = round((pts - self._first_pts) / self.time_base)
-        ticks = max(ticks, self._last_ticks + 1)
+        """Output PTS in ticks, strictly increasing: one frame period after the previous frame when the
+        `fps` option is set, the source has no PTS, or the PTS breaks (see the module doc); else the source
+        spacing since the start of the current run."""
+        next_frame = self._last_ticks + _TICKS_PER_FRAME
+        ticks = next_frame
+        if pts is not None and not self.config.fps:
+            if self._anchor is not None:
+                ticks = self._anchor[1] + round((pts - self._anchor[0]) / self.time_base)
+            if self._anchor is None or not 0 < ticks - self._last_ticks <= MAX_PTS_GAP_S / self.time_base:
+                self._anchor, ticks = (pts, next_frame), next_frame
         self._last_ticks = ticks
         return ticks
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
-        """Resize a frame whose size changed mid-stream; pad odd sizes for 4:2:0 encoders."""
+        """Scale a frame whose size changed mid-stream into the file's size; pad odd sizes for 4:2:0."""
         h, w = image.shape[:2]
         if (w, h) != (self.width, self.height):
-            if not self._resize_warned:
-                self.log.warning("mp4 sink %s: frame size changed from %dx%d to %dx%d; resizing",
-                                 self.path, self.width, self.height, w, h)
-                self._resize_warned = True
-            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+            if (w, h) not in self._warned_sizes and len(self._warned_sizes) < 16:  # bounded: a few sizes
+                self._warned_sizes.add((w, h))
+                self.log.warning("mp4 sink %s: frame size changed from %dx%d to %dx%d; scaling it into "
+                                 "%dx%d (aspect ratio kept, black bars)", self.path, self.width, self.height,
+                                 w, h, self.width, self.height)
+            image = _letterbox(image, self.width, self.height)
         pad_w, pad_h = self.stream.width - self.width, self.stream.height - self.height
         if pad_w or pad_h:
             image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
@@ -219,7 +244,7 @@ class Mp4Sink(Stage):
         image = packet.frame
         assert image is not None
         if self.config.draw:
-            image = annotate(image, packet.detections)
+            image = annotate_counts(annotate(image, packet.detections), packet.counts, copy=False)
         self.writers[packet.meta.stream].write(image, packet.meta.pts)
         self.ctx.count("frames_written")
 
