@@ -188,7 +188,9 @@ class Mp4Sink(Stage):
     kind: ClassVar[str] = "mp4"
     Config: ClassVar[type[StageConfig]] = Mp4Config
     is_sink: ClassVar[bool] = True
-    description: ClassVar[str] = "annotated video file (H.264 MP4 through PyAV)"
+    description: ClassVar[str] = ("annotated video file (H.264 MP4 through PyAV); one file per stream at its first "
+                                  "frame's size (other sizes scaled in, aspect kept), timestamps kept increasing "
+                                  "across PTS resets")
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
