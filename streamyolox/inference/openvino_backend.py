@@ -1,11 +1,13 @@
 """OpenVINO on the CPU, on the same cached ONNX export that onnxruntime runs (raw reg, sigmoid obj/cls).
 
-Settings, each measured on the 2-core AMD EPYC (numbers in benchmarks/README.md):
+Settings (measured on the 2-core AMD EPYC where a number is given):
 - `INFERENCE_PRECISION_HINT=f32`: on a CPU with AVX512-BF16 or AMX OpenVINO's default is bf16, which moved
-  nano's scores by up to 0.09 and its boxes by 0.5 px against onnxruntime; fp32 agrees to ~2e-6.
+  nano's scores by up to 0.09 and its boxes by 0.5 px against onnxruntime; fp32 agrees to 3e-5 on scores.
 - `PERFORMANCE_HINT=LATENCY`: one stream, one request at a time, as a pipeline stage calls it.
 - `INFERENCE_NUM_THREADS`: the stage's thread count.
-- `ENABLE_CPU_PINNING=False`: pinned threads cannot move off a core that the decode stage is using.
+- `ENABLE_CPU_PINNING=False`: a pinned thread cannot move off a core that the decode stage is using. On the
+  shared 2-core machine on/off differed less than run-to-run noise against a competing 1-core process, so
+  this follows the reasoning, not a number: a pipeline stage does not own its cores.
 - No spinning to switch off: after a call its TBB workers kept ~5% of a core busy during a 20 ms gap
   (onnxruntime with spinning on: 86%), so OpenVINO needs nothing like the stage's `spin: false`.
 The export has a dynamic batch dimension: one compiled model serves every batch size the stage forms.
