@@ -104,3 +104,26 @@ def test_detector_reproduces_the_official_reference(nano_pth: Path, dog_jpg: Pat
     detector = Detector(ModelSpec(weights=str(nano_pth), backend="openvino"), threads=2)
     assert detector.backend.name == "openvino"
     assert_matches_reference(detector(cv2.imread(str(dog_jpg))).to_json(), reference["detections"])
+
+
+def test_pipeline_with_openvino_gives_the_onnxruntime_detections(tmp_path: Path, street_720p: Path,
+                                                                 nano_pth: Path) -> None:
+    from tests.pipelines.test_demo_pipeline import REPO, run_pipeline
+
+    outputs = {}
+    for backend in ("onnxruntime", "openvino"):
+        out = outputs[backend] = tmp_path / f"{backend}.jsonl"
+        result = run_pipeline(REPO / "pipelines" / "demo.yaml", f"stages.source.url={street_720p}",
+                              "stages.source.stride=15", f"model.weights={nano_pth}", f"model.backend={backend}",
+                              f"stages.json.path={out}", "stages.detect.batch=2")
+        assert result.returncode == 0, result.stderr[-2000:]
+    ort, ov = ([json.loads(line) for line in outputs[b].read_text().splitlines()] for b in outputs)
+    assert [r["frame"] for r in ov] == [r["frame"] for r in ort] == list(range(0, 300, 15))
+
+    def dets(record: dict) -> Detections:
+        d = record["detections"]
+        return Detections(np.array([x["bbox"] for x in d]).reshape(-1, 4), [x["score"] for x in d],
+                          [x["class_id"] for x in d])
+
+    for a, b in zip(ort, ov):
+        assert_same_detections(dets(b), dets(a))
