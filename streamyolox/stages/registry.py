@@ -19,6 +19,7 @@ BUILTIN_STAGES: dict[str, str] = {
     "json": "streamyolox.stages.json_sink:JsonSink",
     "mp4": "streamyolox.stages.mp4_sink:Mp4Sink",
     "zmq": "streamyolox.stages.zmq_sink:ZmqSink",
+    "mqtt": "streamyolox.stages.mqtt_sink:MqttSink",
     "display": "streamyolox.stages.display:DisplaySink",
 }
 
