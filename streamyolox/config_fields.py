@@ -112,7 +112,8 @@ def expected(rng: Range, integer: bool, optional: bool = False) -> str:
 
 def check_ranges(obj: Any) -> None:
     """Raise `OptionError` for the first field of dataclass `obj` outside its declared range."""
-    integers = _integer_fields(type(obj))
+    cls: Any = type(obj)  # a dataclass type (hashable: the lru_cache key)
+    integers = _integer_fields(cls)
     for f in dataclasses.fields(obj):
         rng = field_range(f)
         value = getattr(obj, f.name)

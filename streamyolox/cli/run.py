@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import sys
 
-from streamyolox.graph.validate import SpecError, load_pipeline
+from streamyolox.graph.preflight import SpecError, check_pipeline_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def _error(message: str) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
-        spec = load_pipeline(args.file, args.sets)
+        spec = check_pipeline_file(args.file, args.sets)
     except SpecError as exc:
         return _error(str(exc))
     edges = spec.edges()
@@ -53,13 +53,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    only = None if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
     try:
-        spec = load_pipeline(args.file, args.sets)
-        only = None if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
-        if only is not None:
-            unknown = [s for s in only if s not in spec.stages]
-            if unknown:
-                raise SpecError(f"--only: unknown stage {unknown[0]!r} (stages: {', '.join(spec.stages)})")
+        # zoo weights missing here are downloaded now, once, rather than by each stage process
+        spec = check_pipeline_file(args.file, args.sets, only=only, download=True, http_port=args.http,
+                                   metrics_json=args.metrics_json)
     except SpecError as exc:
         return _error(str(exc))
     from streamyolox.graph.runner import RunOptions, run_pipeline
@@ -80,6 +78,7 @@ def _type_name(tp: object) -> str:
 
 def describe_kind(kind: str) -> list[str]:
     """Lines describing one stage kind (or saying why it is unavailable)."""
+    from streamyolox.config_fields import field_range
     from streamyolox.graph.options import dataclass_fields
     from streamyolox.stages.registry import StageKindError, load_stage_class
 
@@ -89,8 +88,12 @@ def describe_kind(kind: str) -> list[str]:
         return [f"{kind}  (unavailable: {exc})"]
     role = "source" if cls.is_source else "sink" if cls.is_sink else "stage"
     lines = [f"{kind}  [{role}]  {cls.description or (cls.__doc__ or '').strip().splitlines()[0:1]}"]
+    ranges = {f.name: field_range(f) for f in dataclasses.fields(cls.Config)}
     for name, (tp, required, default) in dataclass_fields(cls.Config).items():
         shown = "required" if required else f"default {default!r}"
+        rng = ranges.get(name)
+        if rng is not None:  # the same rule __post_init__ enforces (streamyolox.config_fields)
+            shown += f"; {rng.describe()}"
         lines.append(f"    {name}: {_type_name(tp)}  ({shown})")
     if not dataclasses.fields(cls.Config):
         lines.append("    (no options)")
@@ -103,7 +106,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
     for kind in args.kinds or list(BUILTIN_STAGES):
         print("\n".join(describe_kind(kind)))
     print("\nEvery stage also takes: inputs, worker, queue (8), policy (block|drop_oldest), "
-          "restart (never|on-failure), max_restarts (3), listen (tcp://host:port), threads.")
+          "restart (never|on-failure), max_restarts (3), listen (tcp://host:port), threads, replicas (1).")
     return 0
 
 

@@ -66,6 +66,14 @@ def _checkpoint(weights: str | Path) -> dict[str, Any]:
     return ckpt if isinstance(ckpt, dict) else {}
 
 
+def read_skeleton(weights: str | Path) -> dict[str, Any] | None:
+    """A `.pth` checkpoint's pickle read without torch, tensors as their shapes; None when the file is no
+    readable zip checkpoint (truncated, text, another format). For the pre-start weights check."""
+    path = Path(weights)
+    ckpt = _skeleton(str(path.resolve()), path.stat().st_mtime_ns)
+    return ckpt if isinstance(ckpt, dict) else None
+
+
 def _project_meta(weights: str | Path) -> dict[str, Any]:
     """The `streamyolox` block a project checkpoint records ({} for anything else)."""
     meta = _checkpoint(weights).get("streamyolox")
@@ -116,6 +124,8 @@ def class_names_for(spec: ModelSpec | None) -> tuple[str, ...]:
     """The label table of `spec.weights`, resolved as `resolve_class_names` says (a warning when a
     non-80-class file records no names). A zoo name, or a file whose class count cannot be read, keeps
     COCO's: the zoo's official weights are COCO models, and the loader rejects an unreadable file anyway."""
+    if spec is not None and spec.class_names:  # decided once when the pipeline was checked
+        return spec.class_names
     if spec is None or not spec.weights:
         return COCO_CLASSES
     count = num_classes_of(spec.weights)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,41 +11,18 @@ import torch
 from torch import Tensor
 
 from streamyolox.model import YOLOX
+from streamyolox.weights.files import (  # re-exported: they lived here before the torch-free split
+    CLS_KEY,
+    DARKNET_KEY,
+    FOCUS_KEY,
+    ArchInfo,
+    WeightsError,
+    infer_arch,
+    partial_path,
+)
 
 FORMAT_VERSION = 1
-_DARKNET_KEY = "backbone.backbone.stem.0.conv.weight"
-_FOCUS_KEY = "backbone.backbone.stem.conv.conv.weight"
-_CLS_KEY = "head.cls_preds.0.weight"
-
-
-class WeightsError(ValueError):
-    """A weights file that cannot be used as asked; the message is one line naming the file and the problem."""
-
-
-@dataclass(frozen=True)
-class ArchInfo:
-    """What a state_dict says about the architecture it came from."""
-
-    darknet: bool
-    width: float | None  # CSPDarknet width multiplier (stem channels / 64); None for Darknet53
-    depthwise: bool
-    blocks: int | None  # bottlenecks per neck CSPLayer (round(3 * depth)); None for Darknet53
-    num_classes: int | None
-
-
-def infer_arch(state_dict: Mapping[str, Tensor]) -> ArchInfo:
-    """Read the architecture off a YOLOX state_dict (official key names, fused or not)."""
-    darknet = _DARKNET_KEY in state_dict
-    width = state_dict[_FOCUS_KEY].shape[0] / 64 if _FOCUS_KEY in state_dict else None
-    blocks = len({k.split(".")[3] for k in state_dict if k.startswith("backbone.C3_p4.m.")}) or None
-    cls = state_dict.get(_CLS_KEY)
-    return ArchInfo(
-        darknet=darknet,
-        width=width,
-        depthwise=any(".dconv." in k for k in state_dict),
-        blocks=None if darknet else blocks,
-        num_classes=int(cls.shape[0]) if cls is not None else None,
-    )
+_DARKNET_KEY, _FOCUS_KEY, _CLS_KEY = DARKNET_KEY, FOCUS_KEY, CLS_KEY
 
 
 def _describe(info: ArchInfo) -> str:
@@ -167,8 +143,3 @@ def save_checkpoint(
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def partial_path(path: Path) -> Path:
-    """Hidden per-process temp name beside `path`: written first, renamed over `path` once complete."""
-    return path.with_name(f".{path.name}.{os.getpid()}.part")

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from streamyolox.model import ZOO, canonical_name
-from streamyolox.weights.checkpoint import WeightsError, partial_path
+from streamyolox.weights.files import WeightsError, partial_path
 
 # The release the official YOLOX README links its COCO checkpoints to.
 RELEASE_BASE_URL = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0"

@@ -1,0 +1,232 @@
+"""The checks that depend on this machine, run by `streamyolox validate` and by `streamyolox run` after
+`load_pipeline` and before any process starts: the device is there, the weights are readable and of the
+model, the sources exist, every output can be written (and is no input, and no other sink's), and every
+port to bind is free. Each failure is one `SpecError` line naming the option (`stages.json.path: ...`) or
+the CLI flag (`--http 9100: port is in use`); pure value checks live in the Configs and the spec parser.
+
+`preflight` returns the spec with the model block resolved (`graph.model_check.resolve_model`): weights
+as an absolute path, input size and class names decided once for every stage.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import errno
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from streamyolox.config_fields import OUTPUT_KEY
+from streamyolox.graph.model_check import check_model_inputs, resolve_model, uses_model
+from streamyolox.graph.options import SpecError, option_message
+from streamyolox.graph.spec import PipelineSpec
+
+__all__ = ["SpecError", "check_pipeline_file", "cuda_device_count", "preflight"]
+
+
+def check_pipeline_file(path: str | os.PathLike[str], sets: Sequence[str] = (), env: Mapping[str, str] | None = None,
+                        *, only: Sequence[str] | None = None, **options: Any) -> PipelineSpec:
+    """`load_pipeline` then `preflight` (what `streamyolox validate` and `run` do). A `SpecError` starts with
+    the file name, except for the CLI's own flags (`--http 9100: port is in use`, `--only: ...`)."""
+    from streamyolox.graph.validate import load_pipeline
+
+    spec = load_pipeline(path, sets, env)
+    unknown = [s for s in only or () if s not in spec.stages]
+    if unknown:
+        raise SpecError(f"--only: unknown stage {unknown[0]!r} (stages: {', '.join(spec.stages)})")
+    try:
+        return preflight(spec, only=only, **options)
+    except SpecError as exc:
+        raise SpecError(str(exc) if str(exc).startswith("--") else f"{path}: {exc}") from None
+
+
+def preflight(spec: PipelineSpec, *, http_port: int | None = None, metrics_json: str | None = None,
+              only: Sequence[str] | None = None, download: bool = False) -> PipelineSpec:
+    """Check `spec` against this machine for the stages run here (`only`, default all); returns it with
+    the model block resolved. `download`: fetch zoo weights that are not local (run does, validate not)."""
+    local = list(only) if only is not None else list(spec.stages)
+    check_devices(spec, local)
+    if uses_model(spec, local):
+        spec = dataclasses.replace(spec, model=resolve_model(spec.model, download))
+        check_model_inputs(spec)
+    inputs = check_sources(spec, local)
+    check_outputs(spec, local, inputs, metrics_json)
+    check_ports(spec, local, http_port)
+    return spec
+
+
+def cuda_device_count() -> int:
+    """CUDA devices this process can see (CUDA_VISIBLE_DEVICES applies), asked of the driver through ctypes:
+    no torch, CuPy or numba import (seconds each), and 0 at once where libcuda is not installed."""
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
+
+
+def check_devices(spec: PipelineSpec, local: list[str]) -> None:
+    """A CUDA device for model.device (when a stage here reads the model) and each explicit letterbox
+    device."""
+    from streamyolox.stages.letterbox import LetterboxConfig
+
+    wanted = [("model.device", spec.model.device)] if uses_model(spec, local) else []
+    for sid in local:
+        cfg = spec.stages[sid].options
+        if isinstance(cfg, LetterboxConfig) and cfg.device != "auto":
+            wanted.append((f"stages.{sid}.device", cfg.device))
+    cuda = [(label, device) for label, device in wanted if device.startswith("cuda")]
+    if not cuda:
+        return
+    count = cuda_device_count()
+    for label, device in cuda:
+        index = int(device.partition(":")[2] or 0)
+        if count == 0:
+            raise SpecError(f"{label}: {device} requested but no CUDA device is visible")
+        if index >= count:
+            raise SpecError(f"{label}: {device} requested but only {count} CUDA device(s) are visible "
+                            f"(cuda:0..cuda:{count - 1})")
+
+
+def check_sources(spec: PipelineSpec, local: list[str]) -> dict[str, str]:
+    """Each decode url here names something that exists; returns realpath -> option of every input file
+    (media, images, the weights), which no output may overwrite."""
+    from streamyolox.sources import SourceError, parse_source
+    from streamyolox.stages.decode import DecodeConfig
+
+    weights = spec.model.weights
+    inputs = {os.path.realpath(weights): "model.weights"} if weights and os.path.isfile(weights) else {}
+    for sid in local:
+        cfg = spec.stages[sid].options
+        if not isinstance(cfg, DecodeConfig):
+            continue
+        try:
+            source = parse_source(cfg.url)
+        except SourceError as exc:
+            raise SpecError(f"stages.{sid}.url: {exc}") from None
+        if source.kind == "webcam" and source.av_format == "v4l2" and not os.path.exists(source.target):
+            raise SpecError(f"stages.{sid}.url: no camera: {source.target} does not exist")
+        files = source.images or ((source.target,) if source.kind == "file" else ())
+        inputs.update({os.path.realpath(f): f"stages.{sid}.url" for f in files})
+    return inputs
+
+
+def _outputs(spec: PipelineSpec, local: list[str]) -> Iterator[tuple[str, str]]:
+    """(option path, file) of every output field (`config_fields.output_path`) of the stages here."""
+    for sid in local:
+        cfg = spec.stages[sid].options
+        for f in dataclasses.fields(cfg):
+            value = getattr(cfg, f.name)
+            if f.metadata.get(OUTPUT_KEY) and isinstance(value, str) and value != "-":
+                yield f"stages.{sid}.{f.name}", value
+
+
+def write_error(path: Path) -> str | None:
+    """Why `path` cannot be written (created with its missing folders), or None."""
+    if path.is_dir():
+        return "it is a folder"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else "it is not writable"
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a folder"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"{parent} is not writable"
+
+
+def check_outputs(spec: PipelineSpec, local: list[str], inputs: dict[str, str], metrics_json: str | None) -> None:
+    """Outputs writable, none written twice, none an input."""
+    outputs = list(_outputs(spec, local))
+    if metrics_json is not None:
+        outputs.append(("--metrics-json", metrics_json))
+    elif spec.metrics.json:
+        outputs.append(("metrics.json", spec.metrics.json))
+    written: dict[str, str] = {}
+    for label, raw in outputs:
+        where = f"{label} {raw}" if label.startswith("--") else label
+        # a `{stream}` template is checked as one of its files, and compared as written
+        reason = write_error(Path(raw.replace("{stream}", "stream")).expanduser().absolute())
+        if reason:
+            raise SpecError(f"{where}: cannot write {raw!r}: {reason}")
+        real = os.path.realpath(os.path.expanduser(raw))
+        if real in inputs:
+            raise SpecError(f"{where}: {raw!r} is the input of {inputs[real]}; writing it would destroy it")
+        if real in written:
+            raise SpecError(f"{where}: {raw!r} is also written by {written[real]}")
+        written[real] = label
+
+
+def port_error(host: str, port: int) -> str | None:
+    """Why a TCP listener cannot bind `host:port` now (None: it can). SO_REUSEADDR as the HTTP server and
+    ZeroMQ set it, so a port left in TIME_WAIT by an earlier run does not count as busy."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return "port is in use" if exc.errno == errno.EADDRINUSE else f"cannot bind {host}: {exc.strerror}"
+    return None
+
+
+def _bind_host(host: str) -> str | None:
+    """The address a ZeroMQ tcp bind host means (None: an interface name, left to ZeroMQ)."""
+    host = host.strip("[]")
+    if host == "*":
+        return "0.0.0.0"
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def _binds(spec: PipelineSpec, local: list[str], http_port: int | None) -> Iterator[tuple[str, str, int]]:
+    """(label, host, port) of every TCP port this host's run binds: the metrics endpoint, zmq sinks."""
+    from streamyolox.stages.zmq_sink import ZmqSinkConfig
+
+    if http_port is not None:
+        if not 0 <= http_port <= 65535:
+            raise SpecError(f"--http {http_port}: expected a port in [0, 65535]")
+        yield f"--http {http_port}", "0.0.0.0", http_port
+    elif spec.metrics.http_port is not None:
+        yield "metrics.http_port", "0.0.0.0", spec.metrics.http_port
+    for sid in local:
+        cfg = spec.stages[sid].options
+        if isinstance(cfg, ZmqSinkConfig) and cfg.mode == "bind" and cfg.endpoint.startswith("tcp://"):
+            host, _, port = cfg.endpoint[len("tcp://"):].rpartition(":")
+            address = _bind_host(host)
+            if address is not None and port.isdigit():
+                yield f"stages.{sid}.endpoint", address, int(port)
+
+
+def check_ports(spec: PipelineSpec, local: list[str], http_port: int | None) -> None:
+    """Every port to bind is free and bound once; zmq CURVE key files readable."""
+    from streamyolox.stages.zmq_sink import ZmqSinkConfig, load_server_key
+
+    taken: dict[int, str] = {}
+    for label, host, port in _binds(spec, local, http_port):
+        if port == 0:  # any free port
+            continue
+        if port in taken:
+            raise SpecError(f"{label}: port {port} is also bound by {taken[port]}")
+        reason = port_error(host, port)
+        if reason:
+            raise SpecError(f"{label}: {reason}" if label.startswith("--") else f"{label}: {port}: {reason}")
+        taken[port] = label
+    for sid in local:
+        cfg = spec.stages[sid].options
+        if isinstance(cfg, ZmqSinkConfig) and cfg.curve_server_secret_key is not None:
+            try:
+                load_server_key(cfg.curve_server_secret_key)
+            except ValueError as exc:
+                raise SpecError(option_message(f"stages.{sid}", str(exc), {"curve_server_secret_key"})) from None
