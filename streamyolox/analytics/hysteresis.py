@@ -23,7 +23,7 @@ class Hysteresis:
         if not self.min_distance >= 0:
             raise ValueError(f"min_distance: expected a number >= 0, got {self.min_distance}")
         if self.min_frames < 1:
-            raise ValueError(f"min_frames: expected an integer >= 1, got {self.min_frames}")
+            raise ValueError(f"min_frames: expected an int >= 1, got {self.min_frames}")
 
     def side_of(self, signed_distance: float) -> int:
         """+1 / -1 beyond the band on that side, 0 inside the band."""

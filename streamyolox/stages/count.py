@@ -28,6 +28,7 @@ from streamyolox.analytics.events import NAME_PATTERN
 from streamyolox.analytics.hysteresis import Hysteresis
 from streamyolox.analytics.lines import Line
 from streamyolox.analytics.zones import Zone
+from streamyolox.config_fields import check_ranges, ranged
 from streamyolox.graph.options import build_dataclass
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
@@ -43,9 +44,12 @@ class StreamOverrides:
     lines: dict[str, Points] | None = None
     zones: dict[str, Points] | None = None
     anchor: AnchorName | None = None
-    min_distance: float | None = None
-    min_frames: int | None = None
-    cooldown_s: float | None = None
+    min_distance: float | None = ranged(None, ge=0)
+    min_frames: int | None = ranged(None, ge=1)
+    cooldown_s: float | None = ranged(None, ge=0)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 def _point(value: Any, path: str) -> tuple[float, float]:
@@ -103,21 +107,20 @@ class CountConfig(StageConfig):
     lines: dict[str, Points] = field(default_factory=dict)
     zones: dict[str, Points] = field(default_factory=dict)
     anchor: AnchorName = "bottom_center"
-    min_distance: float = 5.0
-    min_frames: int = 2
-    cooldown_s: float = 1.0
-    track_timeout_s: float = 5.0
+    min_distance: float = ranged(5.0, ge=0)
+    min_frames: int = ranged(2, ge=1)
+    cooldown_s: float = ranged(1.0, ge=0)
+    track_timeout_s: float = ranged(5.0, gt=0)
     classes: list[str] | None = None
     streams: dict[str, StreamOverrides] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.streams = {sid: v if isinstance(v, StreamOverrides) else build_dataclass(
             StreamOverrides, v, f"streams.{sid}") for sid, v in self.streams.items()}
         rules = [self.rules_for(None), *(self.rules_for(sid) for sid in self.streams)]
         if not any(r.lines or r.zones for r in rules):
             raise ValueError("lines: give at least one line or zone (lines: {door: [[x1, y1], [x2, y2]]})")
-        if not self.track_timeout_s > 0:
-            raise ValueError(f"track_timeout_s: expected a number > 0, got {self.track_timeout_s}")
         if self.classes is not None and not self.classes:
             raise ValueError("classes: expected a non-empty list of class names, or null for all")
 
@@ -131,12 +134,7 @@ class CountConfig(StageConfig):
         lines, zones = _geometry(value["lines"], value["zones"], path)
         if value["anchor"] not in ("bottom_center", "center"):
             raise ValueError(f"{path}anchor: expected 'bottom_center' or 'center', got {value['anchor']!r}")
-        if not value["cooldown_s"] >= 0:
-            raise ValueError(f"{path}cooldown_s: expected a number >= 0, got {value['cooldown_s']}")
-        try:
-            hysteresis = Hysteresis(value["min_distance"], value["min_frames"])
-        except ValueError as exc:
-            raise ValueError(f"{path}{exc}") from None
+        hysteresis = Hysteresis(value["min_distance"], value["min_frames"])  # ranges checked above
         return CountRules(lines=lines, zones=zones, anchor=value["anchor"], hysteresis=hysteresis,
                           cooldown_s=value["cooldown_s"], track_timeout_s=self.track_timeout_s,
                           classes=None if self.classes is None else frozenset(self.classes))

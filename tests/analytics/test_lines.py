@@ -155,7 +155,7 @@ def test_segments_intersect(p: tuple, q: tuple, expected: bool) -> None:
 def test_checks() -> None:
     with pytest.raises(ValueError, match=r"lines.x: expected 2 distinct points"):
         Line("x", (1.0, 2.0), (1.0, 2.0))
-    with pytest.raises(ValueError, match=r"min_frames: expected an integer >= 1"):
+    with pytest.raises(ValueError, match=r"min_frames: expected an int >= 1"):
         Hysteresis(min_frames=0)
     with pytest.raises(ValueError, match=r"min_distance: expected a number >= 0"):
         Hysteresis(min_distance=-1)
