@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
     for item in missing:
         print(f"streamyolox detect: {item}: no such file", file=sys.stderr)
     size = _default_size(args)
-    spec = ModelSpec(name=args.model, weights=args.weights, device=args.device, backend=args.backend,
-                     input_size=size)
-    try:
+    try:  # ModelSpec checks the name, device and size itself
+        spec = ModelSpec(name=args.model, weights=args.weights, device=args.device, backend=args.backend,
+                         input_size=size)
         detector = Detector(spec, args.score_threshold, args.iou_threshold, args.class_agnostic)
     except (ValueError, OSError) as exc:
         print(f"streamyolox detect: {exc}", file=sys.stderr)

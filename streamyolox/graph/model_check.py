@@ -52,15 +52,11 @@ def weights_file(model: ModelSpec, download: bool) -> Path:
 
 
 def _check_arch(info: ArchInfo, model: ModelSpec, source: str, what: str = "weights") -> None:
-    from streamyolox.model.zoo import ZOO, canonical_name
+    """The official weights in `source` are of model.name's architecture (`custom` takes any)."""
+    from streamyolox.model.zoo import canonical_name
 
     want = canonical_name(model.name)
-    if want == "custom":
-        return
-    entry = ZOO[want]
-    same = (info.darknet, info.width, info.depthwise) == (entry.darknet, None if entry.darknet else entry.width,
-                                                          entry.depthwise)
-    if same and (info.blocks is None or entry.darknet or info.blocks == round(3 * entry.depth)):
+    if want == "custom" or zoo_name_of(info) == want:
         return
     hint = zoo_name_of(info)
     fix = f"set model.name: {hint}" if hint else "give weights of that model"

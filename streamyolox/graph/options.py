@@ -60,7 +60,7 @@ def _convert_scalar(value: Any, tp: Any, path: str) -> Any:
         return value
     elif dataclasses.is_dataclass(tp):
         if isinstance(value, dict):
-            return build_dataclass(tp, value, path)
+            return build_dataclass(typing.cast(type, tp), value, path)
     else:
         raise SpecError(f"{path}: unsupported option type {_name(tp)}")
     raise _fail(path, tp, value)
@@ -137,8 +137,11 @@ def dataclass_fields(cls: type) -> dict[str, tuple[Any, bool, Any]]:
         if not f.init or f.metadata.get(RESOLVED_KEY):
             continue
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        default = f.default if f.default is not dataclasses.MISSING else (
-            None if required else f.default_factory())  # type: ignore[misc]
+        default: Any = None
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
         out[f.name] = (hints.get(f.name, Any), required, default)
     return out
 

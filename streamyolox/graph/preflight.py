@@ -1,6 +1,6 @@
 """The checks that depend on this machine, run by `streamyolox validate` and by `streamyolox run` after
 `load_pipeline` and before any process starts: the device is there, the weights are readable and of the
-model, the sources exist, every output can be written (and is no input, and no other sink's), and every
+model, a display sink has a display, the sources exist, every output can be written (and is no input, and no other sink's), and every
 port to bind is free. Each failure is one `SpecError` line naming the option (`stages.json.path: ...`) or
 the CLI flag (`--http 9100: port is in use`); pure value checks live in the Configs and the spec parser.
 
@@ -53,6 +53,7 @@ def preflight(spec: PipelineSpec, *, http_port: int | None = None, metrics_json:
     if uses_model(spec, local):
         spec = dataclasses.replace(spec, model=resolve_model(spec.model, download))
         check_model_inputs(spec)
+    check_display(spec, local)
     inputs = check_sources(spec, local)
     check_outputs(spec, local, inputs, metrics_json)
     check_ports(spec, local, http_port)
@@ -93,6 +94,17 @@ def check_devices(spec: PipelineSpec, local: list[str]) -> None:
         if index >= count:
             raise SpecError(f"{label}: {device} requested but only {count} CUDA device(s) are visible "
                             f"(cuda:0..cuda:{count - 1})")
+
+
+def check_display(spec: PipelineSpec, local: list[str]) -> None:
+    """A display sink needs an X display that answers (Qt would abort the process without one)."""
+    from streamyolox.stages.display import DisplayConfig, x_display_error
+
+    for sid in local:
+        if isinstance(spec.stages[sid].options, DisplayConfig):
+            reason = x_display_error(os.environ.get("DISPLAY"))
+            if reason:
+                raise SpecError(f"stages.{sid}: {reason}")
 
 
 def check_sources(spec: PipelineSpec, local: list[str]) -> dict[str, str]:

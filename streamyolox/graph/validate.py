@@ -18,6 +18,7 @@ import yaml
 from streamyolox.graph.options import SpecError, build_dataclass, convert, unknown_key_error
 from streamyolox.graph.spec import MetricsSpec, PipelineSpec, StageSpec
 from streamyolox.model.spec import ModelSpec
+from streamyolox.stages.base import Stage
 from streamyolox.stages.registry import StageKindError, load_stage_class
 
 __all__ = ["SpecError", "apply_overrides", "interpolate", "load_pipeline", "parse_pipeline"]
@@ -140,7 +141,7 @@ def load_pipeline(path: str | os.PathLike[str], sets: Sequence[str] = (),
         raise SpecError(f"{path}: {exc}") from None
 
 
-def _stage_kind(sid: str, body: dict[str, Any]) -> type:
+def _stage_kind(sid: str, body: dict[str, Any]) -> type[Stage]:
     kind = body.get("kind")
     if not isinstance(kind, str) or not kind:
         raise SpecError(f"stages.{sid}.kind: expected a stage kind (str), got {kind!r}")

@@ -57,6 +57,8 @@ def check_model_name(name: str) -> None:
     try:
         canonical_name(name)
     except (ValueError, AttributeError):
-        close = difflib.get_close_matches(str(name).strip().lower().replace("_", "-"), list(ZOO), n=1)
+        key = str(name).strip().lower().replace("_", "-")
+        close = difflib.get_close_matches(key if key.startswith("yolox-") else f"yolox-{key}", list(ZOO), n=1,
+                                          cutoff=0.8)  # the shared "yolox-" makes any name look close
         hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(ZOO)} or custom"
         raise OptionError("name", f"unknown model {name!r} ({hint})") from None

@@ -50,6 +50,7 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
     """What the golden files may name: ${TMP} (a folder with a text file posing as weights and, with the
     shared weights, a truncated copy of them), ${NANO_PTH}, ${VIDEO} and ${PORT}, a port held busy."""
     monkeypatch.delenv("STREAMYOLOX_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.setenv("STREAMYOLOX_CACHE", str(tmp_path / "cache"))
     (tmp_path / "notes.pth").write_text("not a checkpoint\n")
     nano = SHARED / "weights" / "yolox_nano.pth"
