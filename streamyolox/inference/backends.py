@@ -7,6 +7,7 @@ On CPU the default is onnxruntime on an export of the loaded (fused) model.
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,7 +71,7 @@ class TorchBackend:
         return out.cpu().numpy() if to_host or out.device.type == "cpu" else out
 
 
-class ExportBackend:
+class ExportBackend(abc.ABC):
     """A CPU runtime on an ONNX file in the official export form (raw reg, sigmoid obj/cls): subclasses run
     the graph (`_run`), the official decode here turns its output into the form every backend returns."""
 
@@ -84,8 +85,9 @@ class ExportBackend:
         self.class_names = class_names
         self.onnx_path = onnx_path
 
+    @abc.abstractmethod
     def _run(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The export's raw output [B, N, 5 + C] for a float32 batch [B, 3, H, W]."""
 
     def __call__(self, images: Any, to_host: bool = True) -> np.ndarray:
         return self._decode(self._run(np.ascontiguousarray(images, dtype=np.float32)), self.input_size)
