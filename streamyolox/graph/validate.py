@@ -184,6 +184,9 @@ def parse_stage(sid: str, body: Any) -> StageSpec:
     spec = StageSpec(id=sid, kind=body["kind"], inputs=inputs, options=config,
                      is_source=bool(cls.is_source), is_sink=bool(cls.is_sink), **fields)
     _check_runtime(spec, path)
+    if spec.replicas > 1 and not cls.replicable:
+        raise SpecError(f"{path}.replicas: stage kind {spec.kind!r} keeps per-stream state (every frame of a "
+                        "stream must reach one instance in order); use replicas: 1")
     return spec
 
 

@@ -67,6 +67,9 @@ class Stage:
     Config: ClassVar[type[StageConfig]] = StageConfig
     is_source: ClassVar[bool] = False
     is_sink: ClassVar[bool] = False
+    # False for stages that keep per-stream state (a tracker, a counter): every frame of a stream must reach
+    # one instance in order, so `replicas` > 1 is refused when the pipeline is validated.
+    replicable: ClassVar[bool] = True
     description: ClassVar[str] = ""
 
     def __init__(self, config: Any, ctx: StageContext) -> None:

@@ -144,6 +144,7 @@ class CountStage(Stage):
     """Counts line crossings and zone visits per stream; attaches `events` and `counts` to each packet."""
 
     kind = "count"
+    replicable = False
     Config = CountConfig
     description = "line crossings and zone enter/exit/dwell of tracked objects -> events, counts"
 

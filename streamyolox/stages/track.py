@@ -76,6 +76,7 @@ class TrackStage(Stage):
     """ByteTrack per stream; sets `Detections.track_ids` (-1 where not confirmed)."""
 
     kind = "track"
+    replicable = False
     Config = TrackConfig
     description = "ByteTrack per stream -> Detections.track_ids (-1 / null: not confirmed)"
 
