@@ -114,7 +114,12 @@ def _timed_run(sink: ZmqSink, sent: list[Packet]) -> list[float]:
 @pytest.mark.parametrize("nodrop", [False, True])
 def test_a_stalled_subscriber_does_not_slow_the_sink(zctx: zmq.Context, nodrop: bool) -> None:
     sent = packets(200, size=(480, 640), noise=True)  # ~300 KB noise JPEGs fill any socket buffer fast
-    opts = {"thumbnail": True, "thumbnail_width": 640, "hwm": 5, "nodrop": nodrop, "linger_ms": 200}
+    # Without nodrop the fast subscriber needs headroom on a loaded 2-core CI machine: at hwm 5 and linger 200 ms
+    # its reader thread lagged once (199 of 200: a frame dropped at its full queue or the last one discarded at
+    # close). hwm 50 (15 MB) still overflows the stalled subscriber 4x over; close lingers at most linger_ms.
+    linger_ms = 200 if nodrop else 600
+    opts = {"thumbnail": True, "thumbnail_width": 640, "hwm": 5 if nodrop else 50, "nodrop": nodrop,
+            "linger_ms": linger_ms}
     alone = _timed_run(make_stage(ZmqSink, {**opts, "endpoint": free_endpoint()}), sent)
 
     endpoint = free_endpoint()
@@ -136,7 +141,7 @@ def test_a_stalled_subscriber_does_not_slow_the_sink(zctx: zmq.Context, nodrop: 
           f"{max(with_stalled[:-1]) * 1e3:.1f} ms; close {with_stalled[-1] * 1e3:.0f} ms; sent "
           f"{sink.ctx.counters.get('sent', 0)}, dropped {dropped}; fast subscriber got {len(fast_got)}")
     assert np.median(with_stalled[:-1]) < 2 * np.median(alone[:-1]) + 2e-3
-    assert max(with_stalled[:-1]) < 0.5 and with_stalled[-1] < 1.0
+    assert max(with_stalled[:-1]) < 0.5 and with_stalled[-1] < linger_ms / 1e3 + 0.8
     assert sink.ctx.counters.get("sent", 0) + dropped == len(sent)
     if nodrop:  # the stalled queue is full: frames dropped for all and counted
         assert dropped > 100
