@@ -24,6 +24,7 @@ from streamyolox.config_fields import OUTPUT_KEY
 from streamyolox.graph.model_check import check_model_inputs, resolve_model, uses_model
 from streamyolox.graph.options import SpecError, option_message
 from streamyolox.graph.spec import PipelineSpec
+from streamyolox.stages.stream_paths import PathTemplate, may_collide, parse_path
 
 __all__ = ["SpecError", "check_pipeline_file", "cuda_device_count", "preflight"]
 
@@ -110,6 +111,7 @@ def check_display(spec: PipelineSpec, local: list[str]) -> None:
 def check_sources(spec: PipelineSpec, local: list[str]) -> dict[str, str]:
     """Each decode url here names something that exists; returns realpath -> option of every input file
     (media, images, the weights), which no output may overwrite."""
+    from streamyolox.graph.liveness import check_resume
     from streamyolox.sources import SourceError, parse_source
     from streamyolox.stages.decode import DecodeConfig
 
@@ -119,14 +121,19 @@ def check_sources(spec: PipelineSpec, local: list[str]) -> dict[str, str]:
         cfg = spec.stages[sid].options
         if not isinstance(cfg, DecodeConfig):
             continue
-        try:
-            source = parse_source(cfg.url)
-        except SourceError as exc:
-            raise SpecError(f"stages.{sid}.url: {exc}") from None
-        if source.kind == "webcam" and source.av_format == "v4l2" and not os.path.exists(source.target):
-            raise SpecError(f"stages.{sid}.url: no camera: {source.target} does not exist")
-        files = source.images or ((source.target,) if source.kind == "file" else ())
-        inputs.update({os.path.realpath(f): f"stages.{sid}.url" for f in files})
+        urls = {"url": cfg.url} if cfg.url is not None else \
+            {f"streams.{k}.url": o.url for k, o in cfg.stream_options.items()}
+        for option, url in urls.items():
+            where = f"stages.{sid}.{option}"
+            try:
+                source = parse_source(url)
+            except SourceError as exc:
+                raise SpecError(f"{where}: {exc}") from None
+            if source.kind == "webcam" and source.av_format == "v4l2" and not os.path.exists(source.target):
+                raise SpecError(f"{where}: no camera: {source.target} does not exist")
+            files = source.images or ((source.target,) if source.kind == "file" else ())
+            inputs.update({os.path.realpath(f): where for f in files})
+        check_resume(spec.stages[sid])
     return inputs
 
 
@@ -161,19 +168,25 @@ def check_outputs(spec: PipelineSpec, local: list[str], inputs: dict[str, str], 
         outputs.append(("--metrics-json", metrics_json))
     elif spec.metrics.json:
         outputs.append(("metrics.json", spec.metrics.json))
-    written: dict[str, str] = {}
+    written: list[tuple[PathTemplate, str]] = []
     for label, raw in outputs:
         where = f"{label} {raw}" if label.startswith("--") else label
-        # a `{stream}` template is checked as one of its files, and compared as written
-        reason = write_error(Path(raw.replace("{stream}", "stream")).expanduser().absolute())
+        # a sink's path may be a `{stream}` template (stages.stream_paths): checked as one of its files,
+        # compared as every file it can name; the metrics file is a plain name
+        template = (parse_path(label, raw) if label.startswith("stages.") else PathTemplate(raw, (raw,))).absolute()
+        reason = write_error(Path(template.render("stream")))
         if reason:
             raise SpecError(f"{where}: cannot write {raw!r}: {reason}")
-        real = os.path.realpath(os.path.expanduser(raw))
-        if real in inputs:
-            raise SpecError(f"{where}: {raw!r} is the input of {inputs[real]}; writing it would destroy it")
-        if real in written:
-            raise SpecError(f"{where}: {raw!r} is also written by {written[real]}")
-        written[real] = label
+        hit = inputs.get(template.render("")) if not template.templated else next(
+            (inputs[real] for real in inputs if template.matches(real)), None)
+        if hit is not None:
+            named = "is" if not template.templated else "can name"
+            raise SpecError(f"{where}: {raw!r} {named} the input of {hit}; writing it would destroy it")
+        other = next((lab for tpl, lab in written if may_collide(template, tpl)), None)
+        if other is not None:
+            both = "is" if not template.templated else "can name a file"
+            raise SpecError(f"{where}: {raw!r} {both} also written by {other}")
+        written.append((template, label))
 
 
 def port_error(host: str, port: int) -> str | None:

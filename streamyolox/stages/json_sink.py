@@ -1,4 +1,8 @@
-"""`json` sink: one JSON line per frame, to a file or stdout (`path: "-"`)."""
+"""`json` sink: one JSON line per frame, to a file or stdout (`path: "-"`).
+
+With `{stream}` in `path` (`out/{stream}.jsonl`) each stream gets its own file, opened on the stream's
+first frame; without, every stream goes to one file (each line names its stream).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,13 @@ from streamyolox.config_fields import OptionError, output_path
 from streamyolox.detections import frame_record
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
+from streamyolox.stages.stream_paths import PathTemplate, parse_path
 
 
 @dataclass
 class JsonSinkConfig(StageConfig):
-    """path: output file (`-` = stdout); append: add to an existing file instead of replacing it."""
+    """path: output file (`-` = stdout; `{stream}` in it: one file per stream); append: add to existing
+    files instead of replacing them."""
 
     path: str = output_path("-")
     append: bool = False
@@ -26,37 +32,55 @@ class JsonSinkConfig(StageConfig):
         super().__post_init__()
         if not self.path.strip():
             raise OptionError("path", "expected a file name or '-' (stdout), got ''")
+        parse_path("path", self.path)
 
 
 class JsonSink(Stage):
     kind = "json"
     Config = JsonSinkConfig
     is_sink = True
-    description = "JSON lines: {stream, frame, pts, time, width, height, detections} (+ events, counts)"
+    description = ("JSON lines: {stream, frame, pts, time, width, height, detections} (+ events, counts); "
+                   "`{stream}` in path: a file per stream")
 
     def open(self) -> None:
         cfg: JsonSinkConfig = self.config
+        self._template: PathTemplate = parse_path("json.path", cfg.path)
+        self._files: dict[str, TextIO] = {}  # file name -> open file (one for all when not templated)
         if cfg.path == "-":
-            self._out: TextIO = sys.stdout
-            return
-        path = Path(cfg.path)
+            self._files["-"] = sys.stdout
+        elif not self._template.templated:
+            self._open(cfg.path)  # at once: a run that fails to write fails before its first frame
+
+    def _open(self, name: str) -> TextIO:
+        cfg: JsonSinkConfig = self.config
+        path = Path(name)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # line buffered: every record reaches the file as it is written, so a killed run loses nothing;
             # a restarted sink (restart: on-failure) adds to what its previous incarnation wrote
-            self._out = open(path, "a" if cfg.append or self.ctx.restarts else "w",  # noqa: SIM115
-                             buffering=1, encoding="utf-8")
+            out = open(path, "a" if cfg.append or self.ctx.restarts else "w",  # noqa: SIM115
+                       buffering=1, encoding="utf-8")
         except OSError as exc:
-            raise ValueError(f"json.path: cannot write {cfg.path!r}: {exc.strerror or exc}") from exc
+            raise ValueError(f"json.path: cannot write {name!r}: {exc.strerror or exc}") from exc
+        self._files[name] = out
+        if self._template.templated:
+            self.ctx.log.info("json sink: writing %s", name)
+        return out
+
+    def _file_for(self, stream: str) -> TextIO:
+        if not self._template.templated:
+            return next(iter(self._files.values()))
+        name = self._template.render(stream)
+        return self._files.get(name) or self._open(name)
 
     def process(self, packet: Packet) -> list[Packet]:
         record = add_analytics(frame_record(packet.meta, packet.detections), packet.events, packet.counts)
-        self._out.write(json.dumps(record) + "\n")
+        self._file_for(packet.meta.stream).write(json.dumps(record) + "\n")
         return []
 
     def close(self) -> list[Packet]:
-        out = getattr(self, "_out", None)
-        if out is not None:
+        files, self._files = getattr(self, "_files", {}), {}
+        for out in files.values():
             out.flush()
             if out is not sys.stdout:
                 out.close()

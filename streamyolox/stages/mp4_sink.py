@@ -12,11 +12,19 @@ within a run of frames; where the PTS goes back or jumps ahead by more than `MAX
 whose clock restarts at 0 after a reconnect, concatenated files), the next frame is placed one frame
 period after the previous one and the source spacing resumes from there, so the file's timestamps only
 increase and every frame keeps its duration.
+
+A sink restarted by `restart: on-failure` never rewrites what it wrote before: its N-th incarnation
+continues in `name.partN.mp4` beside `name.mp4` (named in a warning and in the stage's `part` metric);
+`fragmented: true` keeps the killed incarnation's file playable up to its last fragment (a killed
+non-fragmented file has no index). A fresh run removes the `name.partN.mp4` an earlier run left.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import glob
 import logging
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +38,7 @@ from streamyolox.config_fields import OptionError, output_path, ranged
 from streamyolox.draw import annotate, annotate_counts
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
+from streamyolox.stages.stream_paths import parse_path
 
 # Tried in order after the requested codec when it is missing or will not open here.
 FALLBACK_CODECS: tuple[str, ...] = ("libx264", "libopenh264", "h264", "mpeg4")
@@ -74,6 +83,7 @@ class Mp4Config(StageConfig):
         super().__post_init__()
         if not self.path.strip() or self.path == "-":
             raise OptionError("path", f"expected a file name, got {self.path!r}")
+        parse_path("path", self.path)
 
 
 def pick_codec(requested: str, pix_fmt: str) -> str:
@@ -89,6 +99,18 @@ def pick_codec(requested: str, pix_fmt: str) -> str:
         except Exception as exc:  # missing codec, no hardware, unsupported pix_fmt: try the next one
             errors.append(f"{name}: {exc}")
     raise RuntimeError(f"mp4 sink: no usable video encoder ({'; '.join(errors)})")
+
+
+def continuation(path: Path, restarts: int) -> Path:
+    """The file a sink restarted `restarts` times writes: `path` itself at first, then `name.partN.mp4`
+    (N = the restart count), so what the earlier incarnation wrote stays as it was."""
+    return path if restarts == 0 else path.with_name(f"{path.stem}.part{restarts}{path.suffix}")
+
+
+def stale_parts(path: Path) -> list[Path]:
+    """Continuations (`name.partN.mp4`) an earlier run left beside `path`."""
+    pattern = re.compile(re.escape(path.stem) + r"\.part[0-9]+" + re.escape(path.suffix))
+    return sorted(p for p in path.parent.glob(f"{glob.escape(path.stem)}.part*") if pattern.fullmatch(p.name))
 
 
 def _letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -200,19 +222,15 @@ class Mp4Sink(Stage):
 
     def open(self) -> None:
         cfg: Mp4Config = self.config
-        if cfg.fps is not None and not cfg.fps > 0:
-            raise ValueError(f"mp4 sink: option fps must be > 0, got {cfg.fps}")
         self.codec = pick_codec(cfg.codec, cfg.pix_fmt)
         if self.codec != cfg.codec:
             self.ctx.log.warning("mp4 sink: encoder %r is not available here; using %r", cfg.codec, self.codec)
 
     def _path_for(self, stream: str) -> Path:
-        template = self.config.path
-        if "{stream}" in template:
-            return Path(template.replace("{stream}", stream))
-        if self.writers or len(self._pending) > 1:
-            raise ValueError(f"mp4 sink: frames from several streams but path {template!r} has no {{stream}}")
-        return Path(template)
+        template = parse_path("mp4.path", self.config.path)
+        if not template.templated and (self.writers or len(self._pending) > 1):
+            raise ValueError(f"mp4 sink: frames from several streams but path {template.raw!r} has no {{stream}}")
+        return continuation(Path(template.render(stream)), self.ctx.restarts)
 
     def _fps(self, packets: list[Packet], final: bool) -> Fraction | None:
         """Frame rate from the option, the source's metadata, or the first two PTS (None: wait for more)."""
@@ -238,9 +256,23 @@ class Mp4Sink(Stage):
         assert frame is not None
         path = self._path_for(stream)
         size = (frame.shape[1], frame.shape[0])
+        self._announce(path)
         self.writers[stream] = Mp4Writer(path, self.config, self.codec, fps, self.ctx.log, size)
         self.ctx.log.info("mp4 sink: writing %s (%s, %dx%d, %s fps)", path, self.codec, *size, fps)
         return True
+
+    def _announce(self, path: Path) -> None:
+        """A fresh run removes the continuations of an earlier one (they belong to the file it replaces);
+        a restarted one says where it continues."""
+        restarts = self.ctx.restarts
+        if restarts:
+            self.ctx.set_value("part", restarts)
+            self.ctx.log.warning("mp4 sink: restarted (%d): continuing in %s; the frames written before the "
+                                 "restart stay in the earlier file(s)", restarts, path)
+            return
+        for old in stale_parts(path):
+            old.unlink(missing_ok=True)
+            self.ctx.log.info("mp4 sink: removed %s, a continuation left by an earlier run", old)
 
     def _write(self, packet: Packet) -> None:
         image = packet.frame
@@ -256,7 +288,9 @@ class Mp4Sink(Stage):
         stream = packet.meta.stream
         if stream not in self.writers:
             pending = self._pending.setdefault(stream, [])
-            pending.append(packet)
+            # a copy: the frame is a view of a shared-memory slot that the runtime reuses once process()
+            # returns (an uncopied first frame came out as a later frame of the stream)
+            pending.append(dataclasses.replace(packet, frame=packet.frame.copy()))
             if not self._start(stream, pending):
                 return []
             for p in self._pending.pop(stream):
