@@ -8,12 +8,15 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, StateSetMetricFamily
 from prometheus_client.registry import Collector
 
 from streamyolox.graph.metrics import MetricsBoard
 
 HEALTHY = ("starting", "opening", "running", "done")
+STREAM_STATES = ("connecting", "up", "down", "ended", "removed")
+STREAM_UP = ("connecting", "up")
+QUANTILE = {"p50": "0.5", "p95": "0.95", "p99": "0.99"}
 
 
 class BoardCollector(Collector):
@@ -46,7 +49,7 @@ class BoardCollector(Collector):
             fps.add_metric(key, r["fps"])
             for q, v in r["age_s"].items():
                 if v is not None:
-                    age.add_metric([*key, {"p50": "0.5", "p95": "0.95", "p99": "0.99"}[q]], v)
+                    age.add_metric([*key, QUANTILE[q]], v)
             for src, depth in r["queue"].items():
                 queue.add_metric([*key, src], depth)
             dropped.add_metric(key, r["dropped"])
@@ -55,6 +58,37 @@ class BoardCollector(Collector):
             for name, v in r["counters"].items():
                 custom.add_metric([*key, name], v)
         yield from (frames, busy, fps, age, queue, dropped, restarts, up, custom)
+        yield from self.collect_streams()
+
+    def collect_streams(self) -> Iterator[Metric]:
+        """Series per stream (`MetricsBoard.stream_rows`: numbers at the sinks). `streamyolox_stream_up` is 1
+        while the stream is `up` or `connecting` (a first connection or a reconnect within its retry
+        policy), 0 once it is `down` (failing), `ended` or `removed`; `streamyolox_stream_state` says which."""
+        labels = ["pipeline", "stream", "source"]
+        frames = CounterMetricFamily("streamyolox_stream_frames", "frames of the stream every sink finished",
+                                     labels=labels)
+        fps = GaugeMetricFamily("streamyolox_stream_fps", "recent frames per second at the sinks", labels=labels)
+        age = GaugeMetricFamily("streamyolox_stream_frame_age_seconds", "frame age at the sinks (recent)",
+                                labels=[*labels, "quantile"])
+        dropped = CounterMetricFamily("streamyolox_stream_dropped_frames",
+                                      "frames of the stream dropped by drop_oldest or lost in a restart",
+                                      labels=labels)
+        reconnects = CounterMetricFamily("streamyolox_stream_reconnects", "reconnects of the stream's source",
+                                         labels=labels)
+        up = GaugeMetricFamily("streamyolox_stream_up", "1 while the stream is up or connecting", labels=labels)
+        state = StateSetMetricFamily("streamyolox_stream_state", "the stream's state", labels=labels)
+        for r in self.board.stream_rows():
+            key = [self.pipeline, r["id"], r["source"] or ""]
+            frames.add_metric(key, r["frames"])
+            fps.add_metric(key, r["fps"])
+            for q in ("p50", "p95", "p99"):
+                if r[f"age_{q}_s"] is not None:
+                    age.add_metric([*key, QUANTILE[q]], r[f"age_{q}_s"])
+            dropped.add_metric(key, r["dropped"])
+            reconnects.add_metric(key, r["reconnects"])
+            up.add_metric(key, 1.0 if r["state"] in STREAM_UP else 0.0)
+            state.add_metric(key, {s: r["state"] == s for s in STREAM_STATES})
+        yield from (frames, fps, age, dropped, reconnects, up, state)
 
 
 def serve(board: MetricsBoard, port: int, pipeline: str, host: str = "0.0.0.0") -> ThreadingHTTPServer:
@@ -71,7 +105,8 @@ def serve(board: MetricsBoard, port: int, pipeline: str, host: str = "0.0.0.0") 
                 ok = all(r["state"] in HEALTHY for r in rows)
                 doc = {"pipeline": pipeline, "status": "ok" if ok else "failing",
                        "stages": {r["stage"]: {"state": r["state"], "error": r["error"],
-                                               "restarts": r["restarts"]} for r in rows}}
+                                               "restarts": r["restarts"]} for r in rows},
+                       "streams": {r["id"]: r["state"] for r in board.stream_rows(dropped={})}}
                 body, ctype, code = json.dumps(doc).encode(), "application/json", 200 if ok else 503
             else:
                 body, ctype, code = b"not found\n", "text/plain", 404

@@ -6,6 +6,10 @@ slots) even while the stage is busy: the producer never waits long and frame age
 keeps the consumer's half of the restart protocol (`streamyolox.graph.transport`): the unprompted hello of
 a restarted consumer, answers to probes, and which frames arrived from each producer incarnation (the
 runner's evidence for what a dead stage had already passed on).
+
+The inbox serves streams (`packet.meta.stream`) round robin, not in arrival order: a fast file stream
+that fills the queue then takes one slot per round, and a live camera's frame waits at most one round
+(`Inbox.get_batch`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 import zmq
 
 from streamyolox.graph.replicas import Reorder
+from streamyolox.graph.stream_metrics import bump
 from streamyolox.graph.transport import (
     POLL_MS,
     Aborted,
@@ -59,8 +64,9 @@ class Item:
 
 
 class Inbox:
-    """Input queue of one stage, merged over its input edges (arrival order), bounded per edge. The edges
-    from the replicas of one stage first pass a `Reorder` buffer, which restores their original order."""
+    """Input queue of one stage, merged over its input edges, bounded per edge, served round robin across
+    streams. The edges from the replicas of one stage first pass a `Reorder` buffer, which restores their
+    original order."""
 
     def __init__(self, edges: list[EdgeInfo]) -> None:
         self.edges = {e.index: e for e in edges}
@@ -75,6 +81,12 @@ class Inbox:
         self.received: dict[int, dict[str, int]] = {e.index: {} for e in edges}  # per stream
         self.dropped_streams: dict[int, dict[str, int]] = {e.index: {} for e in edges}
         self.ended: set[int] = set()
+        # Streams served in the current round (round robin across get_batch calls too). The inbox of a
+        # replica keeps arrival order instead: the consumers' reorder buffers take a later tag at a
+        # replica's head as proof that the earlier ones were lost. Its producer, which distributes the
+        # packets, took them from its own inbox round robin already.
+        self.served: set[str] = set()
+        self.fifo = any(e.split is not None for e in edges)
 
     def put(self, item: Item, abort: Callable[[], bool] = lambda: False) -> None:
         """Queue `item`; under `drop_oldest` evict this edge's oldest queued packet when full. An inproc
@@ -90,7 +102,7 @@ class Inbox:
                         raise Aborted
                     self.cond.wait(POLL_MS / 1000)
             self.count[item.edge] += 1
-            _bump(self.received[item.edge], item.packet.meta.stream)
+            bump(self.received[item.edge], item.packet.meta.stream)
             reorder = self._reorder(edge)
             if reorder is None or item.tag is None:
                 self.items.append(item)
@@ -125,7 +137,7 @@ class Inbox:
             self.items.extend(reorder.pop_ready())  # type: ignore[union-attr]
         self.count[edge] -= 1
         self.dropped[edge] += 1
-        _bump(self.dropped_streams[edge], old.packet.meta.stream)
+        bump(self.dropped_streams[edge], old.packet.meta.stream)
         old.release()
 
     def end(self, edge: int) -> None:
@@ -139,7 +151,10 @@ class Inbox:
 
     def get_batch(self, max_n: int, max_wait_s: float, abort: Callable[[], bool]) -> list[Item]:
         """Up to `max_n` items: the first as soon as one is queued, more until `max_wait_s` has passed.
-        Raises `EndOfInput` once all inputs ended and the queue is empty, `Aborted` on abort."""
+        Streams are served round robin: each round takes the oldest queued packet of each stream with
+        one (oldest first), at most one per stream, and rounds carry on across calls; a stream's packets
+        keep their arrival order. Raises `EndOfInput` once all inputs ended and the queue is empty,
+        `Aborted` on abort."""
         with self.cond:
             while not self.items:
                 if len(self.ended) == len(self.edges):
@@ -161,7 +176,18 @@ class Inbox:
             return batch
 
     def _pop(self) -> Item:
-        item = self.items.popleft()
+        """The next item round robin (see `get_batch`). A linear scan: the queue holds at most the edges'
+        credits, a few dozen packets."""
+        index = 0
+        if not self.fifo:
+            index = next((i for i, it in enumerate(self.items) if it.packet.meta.stream not in self.served), -1)
+            if index < 0:  # every queued stream had its turn: a new round, from the oldest packet
+                self.served.clear()
+                index = 0
+        item = self.items[index]
+        del self.items[index]
+        if not self.fifo:
+            self.served.add(item.packet.meta.stream)
         self.count[item.edge] -= 1
         return item
 
@@ -174,10 +200,6 @@ class Inbox:
         with self.cond:
             return ({k: dict(v) for k, v in self.received.items()},
                     {k: dict(v) for k, v in self.dropped_streams.items()})
-
-
-def _bump(counts: dict[str, int], key: str) -> None:
-    counts[key] = counts.get(key, 0) + 1
 
 
 class InprocOutlet(Outlet):

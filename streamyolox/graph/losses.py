@@ -93,6 +93,16 @@ def account(board: MetricsBoard, edge_list: list[EdgeInfo], proc_of: dict[str, s
     return out
 
 
+def add_rates(board: MetricsBoard, streams: dict[str, Any]) -> dict[str, Any]:
+    """Each stream of `account`'s result gets its numbers at the sinks over the run (`stream_rows`):
+    `sink_frames`, `fps` (average), `age_s` (p50/p95/p99), `state`, `reconnects`."""
+    for row in board.stream_rows(final=True, dropped=streams):
+        rep = streams.setdefault(row["id"], {"frames": 0, "dropped": 0, "drops": []})
+        rep.update(sink_frames=row["frames"], fps=row["fps"], state=row["state"], reconnects=row["reconnects"],
+                   age_s={q: row[f"age_{q}_s"] for q in ("p50", "p95", "p99")})
+    return streams
+
+
 def _why(drop: dict[str, Any]) -> str:
     if drop["reason"] == "drop_oldest":
         return f"policy drop_oldest on {drop['stage']!r}"

@@ -3,6 +3,8 @@ ZeroMQ PUSH/PULL side channel, aggregated there (`MetricsBoard`) for the dashboa
 Prometheus.
 
 Frame age = now - `packet.meta.time` (the capture time) when the stage has finished with the packet.
+Each stage also counts frames and ages per stream (`meta.stream`); `MetricsBoard.stream_rows` turns them
+into one row per stream (`streamyolox.graph.stream_metrics`).
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from streamyolox.graph.stream_metrics import StreamBook, StreamTally
 
 AGE_WINDOW = 4096  # recent ages kept per stage for live percentiles
 AGE_RESERVOIR = 50_000  # ages kept for the final summary
@@ -32,8 +37,11 @@ class StageMetrics:
         self.state = "starting"
         self.first_t: float | None = None  # wall-clock of the first and last packet handled
         self.last_t: float | None = None
+        self.streams = StreamTally()
 
-    def record(self, n_in: int, n_out: int, busy_s: float, capture_times: list[float]) -> None:
+    def record(self, n_in: int, n_out: int, busy_s: float, capture_times: list[float],
+               streams: list[str] | None = None) -> None:
+        """`capture_times` and `streams`: of the packets the stage finished (a source: those it gave)."""
         now = time.time()
         with self.lock:
             self.first_t = self.first_t or now - busy_s
@@ -43,6 +51,8 @@ class StageMetrics:
             self.busy_s += busy_s
             if len(self.ages) < AGE_WINDOW:
                 self.ages.extend(now - t for t in capture_times if t > 0)
+            for stream, t in zip(streams or (), capture_times):
+                self.streams.add(stream, now, t)
 
     def snapshot(self, counters: dict[str, float], depths: dict[str, int], drops: dict[str, int]) -> dict:
         """Cumulative counts plus the ages recorded since the last snapshot."""
@@ -51,7 +61,7 @@ class StageMetrics:
             return {"stage": self.stage_id, "state": self.state, "frames_in": self.frames_in,
                     "frames_out": self.frames_out, "busy_s": self.busy_s, "ages": ages,
                     "counters": dict(counters), "queue": depths, "dropped": drops, "time": time.time(),
-                    "first_t": self.first_t, "last_t": self.last_t}
+                    "first_t": self.first_t, "last_t": self.last_t, "streams": self.streams.take()}
 
 
 @dataclass
@@ -104,6 +114,10 @@ class MetricsBoard:
         self.stats = {sid: StageStats(sid, kind) for sid, kind in kinds.items()}
         self.edge_dst = edge_dst or {}  # edge index -> consumer stage (where a reported loss happened)
         self.evidence: dict[int, dict[int, set[tuple[str, int]]]] = {}  # edge -> producer inc -> frames
+        self.book = StreamBook()
+        self.forgot_at = 0.0
+        # the run's per-stream loss accounting (`losses.account`, set by the runner): the rows' `dropped`
+        self.accounting: Callable[[], dict[str, Any]] | None = None
 
     def update(self, snap: dict[str, Any]) -> None:
         with self.lock:
@@ -130,6 +144,10 @@ class MetricsBoard:
             st.recent.extend(snap["ages"])
             room = AGE_RESERVOIR - len(st.reservoir)
             st.reservoir.extend(snap["ages"][:room])
+            self.book.update(st.stage, snap)
+            if now - self.forgot_at > 1.0:
+                self.forgot_at = now
+                self.book.forget(now, {sid: s.state for sid, s in self.stats.items()})
 
     def set_state(self, stage: str, state: str, error: str | None = None) -> None:
         with self.lock:
@@ -185,6 +203,17 @@ class MetricsBoard:
         frames = max(st.frames_in, st.frames_out)
         span = st.active[1] - st.active[0] if st.active else 0.0
         return frames / span if span > 0 and frames > 1 else frames / elapsed
+
+    def stream_rows(self, final: bool = False, dropped: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """One dict per stream: id, source, url, state, frames (the fewest any sink finished), fps (the
+        lowest sink rate; the run's average when `final`), age_p50_s/age_p95_s/age_p99_s (at the sinks),
+        dropped (the loss accounting's, or `dropped`), reconnects, error. `final` adds the retired streams."""
+        if dropped is None:
+            dropped = self.accounting() if self.accounting is not None else {}  # it takes the lock itself
+        with self.lock:
+            states = {sid: st.state for sid, st in self.stats.items()}
+            return self.book.rows(states, lambda sid: self.stats[sid].counters if sid in self.stats else {},
+                                  dropped, final)
 
     def summary(self) -> dict[str, Any]:
         return {"elapsed_s": time.time() - self.started, "stages": self.rows(final=True)}

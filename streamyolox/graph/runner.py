@@ -132,6 +132,7 @@ class Supervisor:
         self.edges = plan_edges(spec, self.run_dir, self.prefix, self.only)
         self.board = MetricsBoard({sid: s.kind for sid, s in spec.stages.items() if sid in self.only},
                                   {e.index: e.dst for e in self.edges})
+        self.board.accounting = self.streams  # the per-stream rows' drops (MetricsBoard.stream_rows)
         interval = spec.metrics.interval_s
         self.plans = {p.name: p for p in plan_processes(spec, self.edges, self.only, self.control_addr, interval)}
         self.done = self.mp.Array("b", len(self.plans), lock=False)  # processes that finished (exit 0)
@@ -310,7 +311,7 @@ def run_pipeline(spec: PipelineSpec, options: RunOptions | None = None) -> RunRe
         reporter.stop()
     code = 1 if sup.error else (128 + sup.signal if sup.signal else 0)
     summary = sup.board.summary()
-    streams = sup.streams()
+    streams = losses.add_rates(sup.board, sup.streams())
     losses.add_to_rows(summary["stages"], streams)
     summary.update({"pipeline": spec.name, "exit_code": code, "error": sup.error, "streams": streams})
     reporter.finish(summary)

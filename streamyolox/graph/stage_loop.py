@@ -20,6 +20,7 @@ from streamyolox.graph.inbox import EndOfInput, Inbox, Item
 from streamyolox.graph.metrics import StageMetrics
 from streamyolox.graph.replicas import output_tags
 from streamyolox.graph.spec import StageSpec
+from streamyolox.graph.stream_metrics import bump
 from streamyolox.graph.transport import Aborted, Outlet, Tag, fork_packet
 from streamyolox.model.spec import ModelSpec
 from streamyolox.stages.base import Stage, StageContext, StopPipeline
@@ -95,7 +96,16 @@ class StageLoop:
             received, dropped = self.inbox.stream_counts()
         snap = self.metrics.snapshot(self.ctx.counters, depths, drops)
         snap.update(received=received, dropped_streams=dropped, streams_out=dict(self.streams_out),
-                    resumed=self.resumed, lost=[x for o in self.outlets for x in o.take_lost()])
+                    resumed=self.resumed, lost=[x for o in self.outlets for x in o.take_lost()],
+                    role="source" if self.spec.is_source else "stage" if self.outlets else "sink")
+        if self.spec.is_source:
+            snap["url"] = getattr(self.spec.options, "url", None)
+            status = getattr(self.stage, "streams_status", None)  # a multi-stream source (thread-safe)
+            if status is not None and self.metrics.state in ("running", "done"):  # opened
+                try:
+                    snap["source_streams"] = status()
+                except Exception as exc:  # a report must not end the stage: its rows go stale instead
+                    self.ctx.log.warning("streams_status() failed: %s: %s", type(exc).__name__, exc)
         return snap
 
     def emit(self, packets: list[Packet], ticket: Ticket | None = None,
@@ -147,8 +157,8 @@ class StageLoop:
                 t = time.perf_counter()
                 continue
             self.emit([packet])
-            self.streams_out[packet.meta.stream] = self.streams_out.get(packet.meta.stream, 0) + 1
-            self.metrics.record(0, 1, busy, [packet.meta.time])
+            bump(self.streams_out, packet.meta.stream)
+            self.metrics.record(0, 1, busy, [packet.meta.time], [packet.meta.stream])
             if self.ctx.should_stop():
                 break
             t = time.perf_counter()
@@ -184,7 +194,7 @@ class StageLoop:
                 self.emit(out, ticket, tags)
             finally:
                 ticket.drop()
-            self.metrics.record(len(batch), len(out), busy, times)
+            self.metrics.record(len(batch), len(out), busy, times, [p.meta.stream for p in packets])
 
     def _drain(self) -> None:
         """After a StopPipeline: hand back what still arrives (upstream must not block on us) until the
