@@ -8,6 +8,7 @@ import logging
 import sys
 
 from streamyolox.graph.preflight import SpecError, check_pipeline_file
+from streamyolox.graph.spec import PipelineSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("run", parents=[overrides], help="run a pipeline YAML")
     p.add_argument("--metrics-json", default=None, metavar="FILE", help="write the final metrics here")
     p.add_argument("--http", type=int, default=None, metavar="PORT",
-                   help="serve Prometheus /metrics and JSON /health on this port")
+                   help="serve Prometheus /metrics, JSON /health, the streams API and the camera wall on "
+                        "this port (0: any free one, logged)")
+    p.add_argument("--http-host", default=None, metavar="ADDR",
+                   help="the address the HTTP server binds (default 127.0.0.1; beyond it --http-token is needed)")
+    p.add_argument("--http-token", default=None, metavar="TOKEN",
+                   help="clients send Authorization: Bearer TOKEN (default: metrics.http_token)")
     p.add_argument("--no-dashboard", action="store_true", help="plain log lines even on a terminal")
     p.add_argument("--only", default=None, metavar="IDS",
                    help="comma-separated stage ids to run on this host (the others run elsewhere)")
@@ -58,16 +64,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         # zoo weights missing here are downloaded now, once, rather than by each stage process
         spec = check_pipeline_file(args.file, args.sets, only=only, download=True, http_port=args.http,
                                    metrics_json=args.metrics_json)
-    except SpecError as exc:
+        check_http_flags(spec, args)
+    except (SpecError, ValueError) as exc:
         return _error(str(exc))
     from streamyolox.graph.runner import RunOptions, run_pipeline
 
-    options = RunOptions(metrics_json=args.metrics_json, http_port=args.http,
+    options = RunOptions(metrics_json=args.metrics_json, http_port=args.http, http_host=args.http_host,
+                         http_token=args.http_token,
                          dashboard=not args.no_dashboard and sys.stderr.isatty(), only=only)
     result = run_pipeline(spec, options)
     if result.error:
         print(f"streamyolox: error: {result.error}", file=sys.stderr)
     return result.exit_code
+
+
+def check_http_flags(spec: PipelineSpec, args: argparse.Namespace) -> None:
+    """--http-host / --http-token with the pipeline's metrics block: no bind beyond loopback without a token."""
+    from streamyolox.graph.spec import check_http_bind
+
+    host = args.http_host or spec.metrics.http_host
+    token = args.http_token or spec.metrics.http_token
+    check_http_bind(host, token, "--http-host" if args.http_host else "metrics.http_host",
+                    "--http-token" if args.http_host or not spec.metrics.http_token else "metrics.http_token")
 
 
 def _type_name(tp: object) -> str:

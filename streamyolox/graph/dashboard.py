@@ -61,8 +61,9 @@ def log_line(rows: list[dict[str, Any]]) -> str:
 class Reporter:
     """Drives the live view, the log lines, the HTTP endpoint and the final outputs of one run."""
 
-    def __init__(self, board: MetricsBoard, spec: PipelineSpec, options: Any) -> None:
+    def __init__(self, board: MetricsBoard, spec: PipelineSpec, options: Any, control: Any = None) -> None:
         self.board = board
+        self.control = control  # streams API and camera wall on the HTTP port (streamyolox.web.control)
         self.spec = spec
         self.options = options
         self.interval = options.log_interval_s or spec.metrics.interval_s
@@ -78,8 +79,11 @@ class Reporter:
         if port is not None:
             from streamyolox.graph.exporter import serve
 
-            self.server = serve(self.board, port, self.spec.name)
-            log.info("metrics on http://0.0.0.0:%d/metrics, health on /health", self.server.server_port)
+            host = getattr(self.options, "http_host", None) or self.spec.metrics.http_host
+            token = getattr(self.options, "http_token", None) or self.spec.metrics.http_token
+            self.server = serve(self.board, port, self.spec.name, host, token, self.control)
+            log.info("metrics on http://%s:%d/metrics, health on /health, camera wall on /", host,
+                     self.server.server_port)
         if self.options.dashboard:
             self.live = Live(metrics_table(self.board.rows(), self.spec.name), console=self.console,
                              refresh_per_second=4, transient=True)

@@ -1,4 +1,6 @@
-"""HTTP endpoint of a run: Prometheus text at `/metrics` (prometheus_client), stage states at `/health`."""
+"""HTTP endpoint of a run: Prometheus text at `/metrics` (prometheus_client), stage states at `/health`,
+the streams API and the camera wall (`streamyolox.web.api`). Binds 127.0.0.1 unless told otherwise; beyond
+loopback a token is required (checked on every route but /health)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, StateSetMetricFamily
@@ -91,16 +94,39 @@ class BoardCollector(Collector):
         yield from (frames, fps, age, dropped, reconnects, up, state)
 
 
-def serve(board: MetricsBoard, port: int, pipeline: str, host: str = "0.0.0.0") -> ThreadingHTTPServer:
-    """Start the endpoint in a daemon thread (port 0 picks a free one: see `server.server_port`)."""
+def serve(board: MetricsBoard, port: int, pipeline: str, host: str = "127.0.0.1", token: str | None = None,
+          control: Any = None) -> ThreadingHTTPServer:
+    """Start the endpoint in a daemon thread (port 0 picks a free one: see `server.server_port`).
+    `control`: the run's `streamyolox.web.control.StreamControl` (streams API and camera wall)."""
+    from streamyolox.web.api import Api, send_json
+
     registry = CollectorRegistry()
     registry.register(BoardCollector(board, pipeline))
+    api = Api(control, getattr(getattr(control, "sup", None), "wall", None), token)
 
     class Handler(BaseHTTPRequestHandler):
+        def _other(self, method: str) -> None:
+            if not api.authorized(self):
+                send_json(self, 401, {"error": "unauthorized: send Authorization: Bearer <token>"})
+            else:
+                api.handle(self, method)
+
+        def do_POST(self) -> None:
+            self._other("POST")
+
+        def do_DELETE(self) -> None:
+            self._other("DELETE")
+
         def do_GET(self) -> None:
+            if not self.path.startswith(("/metrics", "/health")):
+                self._other("GET")
+                return
+            if self.path.startswith("/metrics") and not api.authorized(self):
+                send_json(self, 401, {"error": "unauthorized: send Authorization: Bearer <token>"})
+                return
             if self.path.startswith("/metrics"):
                 body, ctype, code = generate_latest(registry), "text/plain; version=0.0.4", 200
-            elif self.path.startswith("/health"):
+            else:  # /health
                 rows = board.rows()
                 ok = all(r["state"] in HEALTHY for r in rows)
                 doc = {"pipeline": pipeline, "status": "ok" if ok else "failing",
@@ -108,8 +134,6 @@ def serve(board: MetricsBoard, port: int, pipeline: str, host: str = "0.0.0.0") 
                                                "restarts": r["restarts"]} for r in rows},
                        "streams": {r["id"]: r["state"] for r in board.stream_rows(dropped={})}}
                 body, ctype, code = json.dumps(doc).encode(), "application/json", 200 if ok else 503
-            else:
-                body, ctype, code = b"not found\n", "text/plain", 404
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))

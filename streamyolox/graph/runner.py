@@ -28,12 +28,14 @@ from typing import Any
 import zmq
 
 from streamyolox.graph import liveness, losses, shm, stale
+from streamyolox.graph.commands import CommandHub, side_address
 from streamyolox.graph.metrics import MetricsBoard
 from streamyolox.graph.options import SpecError
 from streamyolox.graph.replicas import base_id, edge_roles, expand
 from streamyolox.graph.spec import PipelineSpec
 from streamyolox.graph.transport import EdgeInfo
 from streamyolox.graph.worker import ProcessPlan, child_main
+from streamyolox.web.wall import open_wall
 
 log = logging.getLogger("streamyolox.run")
 DRAIN_S = 1.0  # after a stop signal, how long stages may drain before they abort
@@ -48,6 +50,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 class RunOptions:
     metrics_json: str | None = None
     http_port: int | None = None
+    http_host: str | None = None  # None: the pipeline's metrics.http_host (127.0.0.1)
+    http_token: str | None = None  # None: the pipeline's metrics.http_token
     dashboard: bool = False
     only: list[str] | None = None
     log_interval_s: float | None = None  # plain log lines (None: the pipeline's metrics.interval_s)
@@ -128,6 +132,8 @@ class Supervisor:
         self.zctx = zmq.Context()
         self.control = self.zctx.socket(zmq.PULL)
         self.control_addr = f"ipc://{self.run_dir}/control"
+        # runner -> stage commands (live streams, the camera wall's tap): `command`, graph/commands.py
+        self.commands = CommandHub(self.zctx, side_address(self.control_addr, "commands"))
         self.control.bind(self.control_addr)
         self.edges = plan_edges(spec, self.run_dir, self.prefix, self.only)
         self.board = MetricsBoard({sid: s.kind for sid, s in spec.stages.items() if sid in self.only},
@@ -135,6 +141,9 @@ class Supervisor:
         self.board.accounting = self.streams  # the per-stream rows' drops (MetricsBoard.stream_rows)
         interval = spec.metrics.interval_s
         self.plans = {p.name: p for p in plan_processes(spec, self.edges, self.only, self.control_addr, interval)}
+        for p in self.plans.values():
+            p.commands = self.commands.address
+        self.wall = open_wall(self)  # with --http: the camera wall and its tap (streamyolox.web.wall)
         self.done = self.mp.Array("b", len(self.plans), lock=False)  # processes that finished (exit 0)
         self.procs: dict[str, Any] = {}
         self.incarnation = dict.fromkeys(self.plans, 0)
@@ -181,7 +190,9 @@ class Supervisor:
         ids = [s.id for s in plan.stages]
         log.debug("process %s exited with code %s", name, code)
         self.exits[name] += code >= 0
+        targets = self._targets(plan)
         if code == 0:
+            self.commands.down(targets, f"stage {ids[0]!r} has ended", restarting=False)
             self.finished.add(name)
             self.done[plan.index] = 1  # its consumers end that input, even a restarted one (see Receiver)
             return
@@ -194,12 +205,14 @@ class Supervisor:
             self.incarnation[name] < min(s.max_restarts for s in plan.stages)
         if can_restart and self.stop_time is None:
             self.incarnation[name] += 1
+            self.commands.down(targets, f"{why} (restarting)", restarting=True)
             log.warning("%s: restarting (%d/%d)", why, self.incarnation[name], plan.stages[0].max_restarts)
             for i in ids:
                 self.board.restarted(i)
                 self.board.stats[i].error = None
             self.start(name)
             return
+        self.commands.down(targets, str(why), restarting=False)
         for i in ids:
             self.board.set_state(i, "failed" if reported else "died", why)
         self.finished.add(name)
@@ -268,11 +281,26 @@ class Supervisor:
             if proc.exitcode is None:
                 proc.kill()
                 proc.join(2)
+        if self.wall is not None:
+            self.wall.close()
+        self.commands.close()
         self.control.close(linger=0)
         self.zctx.term()
         n = shm.sweep(self.prefix)
         log.debug("unlinked %d shared-memory segments", n)
         shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def command(self, stage_id: str, method: str, kwargs: dict[str, Any] | None = None,
+                timeout_s: float = 5.0) -> Any:
+        """`getattr(stage, method)(**kwargs)` in the stage's process: its result, or its exception raised
+        here (same type and message); TimeoutError, or `commands.StageUnavailable` when it is not running."""
+        if stage_id not in self.spec.stages:
+            raise KeyError(f"no stage {stage_id!r}")
+        return self.commands.call(stage_id, method, kwargs, timeout_s)
+
+    @staticmethod
+    def _targets(plan: ProcessPlan) -> list[str]:
+        return [s.id for s in plan.stages] + ([f"tap:{plan.tap}"] if plan.tap else [])
 
     def streams(self) -> dict[str, Any]:
         """Per stream: frames given by the sources, dropped, and where (`streamyolox.graph.losses`)."""
@@ -292,10 +320,11 @@ def _sweep_leftovers() -> None:
 def run_pipeline(spec: PipelineSpec, options: RunOptions | None = None) -> RunResult:
     """Run until the end of stream, a stop signal or a failure; returns the exit code and metrics."""
     from streamyolox.graph.dashboard import Reporter
+    from streamyolox.web.control import StreamControl
 
     options = options or RunOptions()
     sup = Supervisor(spec, options)
-    reporter = Reporter(sup.board, spec, options)
+    reporter = Reporter(sup.board, spec, options, control=StreamControl(sup))
     handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     try:
         for s in handlers:

@@ -5,6 +5,7 @@ Built by `streamyolox.graph.validate.load_pipeline`, which checks every field; t
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -62,14 +63,37 @@ class MetricsSpec:
         http_port: serve Prometheus `/metrics` and JSON `/health` on this port, 1..65535 (None: off; 0: any
             free port, which the log line names).
         json: write the final metrics summary to this file (the CLI's `--metrics-json` overrides it).
+        http_host: the address the HTTP server binds (127.0.0.1: this machine only).
+        http_token: required beyond loopback: clients send `Authorization: Bearer <token>` (every route but
+            /health); e.g. `http_token: ${STREAMYOLOX_HTTP_TOKEN}`.
     """
 
     interval_s: float = ranged(1.0, gt=0)
     http_port: int | None = ranged(None, ge=0, le=65535)
     json: str | None = None
+    http_host: str = "127.0.0.1"
+    http_token: str | None = None
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        check_http_bind(self.http_host, self.http_token, "metrics.http_host", "metrics.http_token")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_http_bind(host: str, token: str | None, host_label: str, token_label: str) -> None:
+    """A server reachable from other machines needs a token (ValueError naming the options, one line)."""
+    if token is not None and (len(token) < 8 or any(c.isspace() for c in token)):
+        raise ValueError(f"{token_label}: expected at least 8 characters without spaces")
+    if not is_loopback(host) and not token:
+        raise ValueError(f"{host_label}: {host} is reachable beyond this machine: set {token_label} too")
 
 
 @dataclass(frozen=True)

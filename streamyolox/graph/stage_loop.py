@@ -84,6 +84,11 @@ class StageLoop:
         self.stop_request: str | None = None  # a StopPipeline's message: the run ends cleanly (exit 0)
         self.streams_out: dict[str, int] = {}  # a source's frames per stream (skipped ones not counted)
         self.resumed = 0  # frames a resumed source skipped: its consumers had them already
+        self.tap: Callable[[list[Packet]], None] | None = None  # the camera wall's (streamyolox.web.tap)
+
+    def opened(self) -> Stage | None:
+        """The stage once open() has returned (commands wait for it), else None."""
+        return self.stage if self.metrics.state not in ("starting", "opening") else None
 
     def snapshot(self) -> dict:
         depths = drops = {}
@@ -183,6 +188,8 @@ class StageLoop:
                     it.release()
                 raise
             busy = time.perf_counter() - t
+            if self.tap is not None:  # a sink's inputs are what it wrote; another stage's outputs
+                self.tap(packets if self.spec.is_sink else out)
             tags: list[Tag | None] | None = None
             if self.spec.replicas > 1:  # keep the distributor's order for the consumers' reorder buffers
                 tags, markers = output_tags([it.tag for it in batch], len(out))

@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import setproctitle
 import zmq
 
+from streamyolox.graph.commands import CommandServer
 from streamyolox.graph.inbox import Inbox, InprocOutlet, Receiver
 from streamyolox.graph.replicas import RoundRobinOutlet, base_id
 from streamyolox.graph.spec import StageSpec
@@ -46,6 +48,9 @@ class ProcessPlan:
     index: int = 0  # this process's slot in the runner's `done` flags
     producer_of: dict[int, int] = field(default_factory=dict)  # input edge -> index of its producer process
     resumable: bool = False  # a file source: a restart resumes after the frames its consumers have
+    commands: str = ""  # the runner's command socket (streamyolox.graph.commands); "" none
+    tap: str | None = None  # the stage whose packets feed the camera wall (streamyolox.web.tap) ...
+    wall: str = ""  # ... and where its JPEGs go
 
     @property
     def title(self) -> str:
@@ -104,9 +109,25 @@ class StageProcess:
             self.loops.append(StageLoop(s, plan.model, plan.pipeline, self.inboxes.get(s.id), outlets,
                                         stop_set=stop.is_set, abort_set=abort.is_set, restarts=incarnation))
         self._stops_sent: set[tuple[str, str]] = set()
+        self._open_commands(incarnation)
         self.report = self.zctx.socket(zmq.PUSH)
         self.report.setsockopt(zmq.LINGER, 2000)
         self.report.connect(plan.control)
+
+    def _open_commands(self, incarnation: int) -> None:
+        """The command thread (a target per stage, `tap:<id>` for the wall's tap) and the tap."""
+        self.tap: Any = None
+        targets: dict[str, Callable[[], object | None]] = {loop.spec.id: loop.opened for loop in self.loops}
+        if self.plan.tap and self.plan.wall:
+            from streamyolox.web.tap import Tap  # cv2 and drawing: only in the tapped stage's process
+
+            self.tap = Tap(self.zctx, self.plan.wall, self.plan.tap)
+            for loop in self.loops:
+                if loop.spec.id == self.plan.tap:
+                    loop.tap = self.tap.offer
+            targets[f"tap:{self.plan.tap}"] = lambda: self.tap
+        self.commands = CommandServer(self.zctx, self.plan.commands, self.plan.name, incarnation, targets) \
+            if self.plan.commands else None
 
     def send_reports(self) -> None:
         for loop in self.loops:
@@ -115,6 +136,9 @@ class StageProcess:
     def run(self, parent_pid: int) -> int:
         if self.receiver is not None:
             self.receiver.start()
+        for part in (self.tap, self.commands):
+            if part is not None:
+                part.start()
         threads = [threading.Thread(target=loop.run, name=f"stage-{loop.spec.id}", daemon=True)
                    for loop in self.loops]
         for t in threads:
@@ -154,6 +178,9 @@ class StageProcess:
             self.receiver.stop(min(linger, 500))
         for out in self.socket_outlets:
             out.close(linger)
+        for part in (self.commands, self.tap):
+            if part is not None:
+                part.stop()
         self.report.close(linger=2000)
         self.zctx.term()
 
