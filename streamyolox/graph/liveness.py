@@ -8,9 +8,18 @@ is live; an edge fed by files alone blocks (back-pressure: nothing lost), and th
 - `decode` sources: live per `streamyolox.sources.spec.parse_source` (RTSP, HTTP, streams, webcams), or a
   file with `realtime: true` (played like a camera). Files and image folders are not live.
 - any other source kind: its own business, taken as live (the policy applies as written).
+- a `decode` with `streams:` may mix files and live streams on its one output. An edge-level
+  `drop_oldest` there would evict whichever frame is oldest in the queue, often a file's (the file reader
+  is the one that keeps the queue full), so the edges of such a source block like a file's, and freshness
+  is kept per stream inside the source instead: each live stream keeps only its newest frames in its own
+  buffer and counts what it drops (`streamyolox.sources.stream_set`). Nothing of a file is lost, no live
+  stream ages behind the pipeline, and no stream's drops fall on another.
 
 A source that is not live is also *resumable*: its frames are the same on every read, so a restarted one
-skips what its consumers already have (see `streamyolox.graph.transport`) instead of sending it again.
+skips what its consumers already have (see `streamyolox.graph.transport`) instead of sending it again. A
+mixed source is not: its files could resume, but a restarted live stream numbers its frames from 0 again
+and would be skipped up to the last frame sent before, so `restart: on-failure` is refused for it
+(`check_resume`).
 """
 
 from __future__ import annotations
@@ -18,21 +27,50 @@ from __future__ import annotations
 import logging
 from functools import cache
 
+from streamyolox.graph.options import SpecError
 from streamyolox.graph.spec import PipelineSpec, StageSpec
 from streamyolox.sources.spec import SourceError, parse_source
 
 log = logging.getLogger("streamyolox.run")
 
 
-def file_kind(stage: StageSpec) -> str | None:
-    """'file' / 'image folder' for a `decode` source that is read at its own pace, else None (live)."""
-    if not stage.is_source or stage.kind != "decode" or getattr(stage.options, "realtime", False):
+MIXED = "mix of files and live streams"
+
+
+def _url_kind(url: str, realtime: bool) -> str | None:
+    if realtime:
         return None
     try:
-        spec = parse_source(str(getattr(stage.options, "url", "")))
+        spec = parse_source(url)
     except SourceError:  # the stage itself reports it when it opens
         return None
     return None if spec.live else ("image folder" if spec.kind == "images" else "file")
+
+
+def file_kind(stage: StageSpec) -> str | None:
+    """'file' / 'image folder' for a `decode` source that is read at its own pace, `MIXED` for one whose
+    streams are files and live sources, else None (live)."""
+    if not stage.is_source or stage.kind != "decode":
+        return None
+    opts = stage.options
+    streams = getattr(opts, "stream_options", None) or {}
+    urls = [(o.url, o.realtime) for o in streams.values()] if streams else \
+        [(str(getattr(opts, "url", "")), bool(getattr(opts, "realtime", False)))]
+    kinds = [_url_kind(url, realtime) for url, realtime in urls]
+    files = {k for k in kinds if k is not None}
+    if not files:
+        return None
+    if None in kinds:
+        return MIXED
+    return files.pop() if len(files) == 1 else "file"
+
+
+def check_resume(stage: StageSpec) -> None:
+    """Refuse `restart: on-failure` on a source that cannot resume correctly (see the module doc)."""
+    if stage.restart == "on-failure" and file_kind(stage) == MIXED:
+        raise SpecError(f"stages.{stage.id}.restart: on-failure cannot restart a source that mixes files and "
+                        "live streams (its files would be sent again, or its live frames skipped); put the "
+                        "files and the live streams in two decode stages")
 
 
 def upstream_sources(spec: PipelineSpec) -> dict[str, frozenset[str]]:
@@ -60,6 +98,10 @@ def edge_policies(spec: PipelineSpec, announce: bool = True) -> dict[tuple[str, 
             blocked |= feeds[src]
         policies[(src, dst)] = policy
     for sid in sorted(blocked) if announce else ():
+        if files[sid] == MIXED:
+            log.info("source %r is a %s: drop_oldest edges block (no file frame is lost); its live streams "
+                     "keep only their newest frames at the source", sid.partition("#")[0], MIXED)
+            continue
         log.info("source %r is a %s: drop_oldest edges block (set realtime: true to play it live)",
                  sid.partition("#")[0], files[sid])
     return policies
@@ -72,4 +114,4 @@ def resumable(spec: PipelineSpec, stage_ids: list[str]) -> bool:
     inside = set(stage_ids)
     fed = set().union(*(feeds[i] for i in stage_ids))
     return any(spec.stages[i].is_source for i in stage_ids) and fed <= inside and \
-        all(file_kind(spec.stages[i]) is not None for i in fed)
+        all(file_kind(spec.stages[i]) not in (None, MIXED) for i in fed)

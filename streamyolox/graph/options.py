@@ -162,14 +162,17 @@ def build_dataclass(cls: type, values: dict[str, Any], path: str) -> Any:
         raise SpecError(option_message(path, str(exc), fields)) from exc
 
 
-# `option: why`, `option[2]: why` or `kind.option: why` from a __post_init__ (decode's messages carry the kind)
-_OPTION_MESSAGE = re.compile(r"(?:[\w-]+\.)?(\w+)((?:\[\d+\])*): (.*)", re.DOTALL)
+# `option: why`, `option[2]: why`, `kind.option: why` (decode's messages carried the kind) or a nested
+# `option.key.sub: why` (a decode stream: `streams.yard.max_fps: ...`) from a __post_init__
+_OPTION_PATH = re.compile(r"[\w.\[\]-]+")
 
 
 def option_message(path: str, message: str, fields: typing.Container[str]) -> str:
     """`path.option: why` when `message` names one of `fields` first, else `path: message`."""
-    match = _OPTION_MESSAGE.fullmatch(message)
-    if match and match.group(1) in fields:
-        where = f"{path}.{match.group(1)}{match.group(2)}" if path else f"{match.group(1)}{match.group(2)}"
-        return f"{where}: {match.group(3)}"
+    head, sep, why = message.partition(": ")
+    if sep and _OPTION_PATH.fullmatch(head):
+        for option in (head, head.partition(".")[2]):
+            name = re.split(r"[.\[]", option, maxsplit=1)[0]
+            if name and name in fields:
+                return f"{path}.{option}: {why}" if path else f"{option}: {why}"
     return f"{path}: {message}" if path else message

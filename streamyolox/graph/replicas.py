@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from streamyolox.graph.spec import PipelineSpec
+from streamyolox.graph.spec import PipelineSpec, StageSpec
 from streamyolox.graph.transport import Lost, Outlet, SocketOutlet, Tag
 from streamyolox.stages.packet import Packet
 
@@ -176,24 +176,39 @@ class Reorder(Generic[T]):
         return min(heads) if heads else None
 
 
+def _copies(stage: StageSpec) -> int:
+    """Processes that run `stage`: its replicas, or a multi-stream source's `processes`."""
+    return stage.replicas if stage.replicas > 1 else int(getattr(stage.options, "processes", 1) or 1)
+
+
 def expand(spec: PipelineSpec) -> PipelineSpec:
     """The process-level graph: each stage with `replicas: N > 1` becomes N stages `id#0` .. `id#N-1` (same
-    spec otherwise), and every consumer takes all of them as inputs (in place of `id`)."""
-    if all(s.replicas == 1 for s in spec.stages.values()):
+    spec otherwise), and every consumer takes all of them as inputs (in place of `id`).
+
+    A source with `processes: N` (a `decode` with `streams`) becomes N sources `id#i` too, each reading its
+    share of the streams (`options.for_process(i, N)`). They are independent producers, not replicas of one
+    sequence: their stream ids are disjoint, so consumers merge them like any two sources (no reorder)."""
+    if all(_copies(s) == 1 for s in spec.stages.values()):
         return spec
-    ids = {sid: [f"{sid}#{i}" for i in range(s.replicas)] if s.replicas > 1 else [sid]
+    ids = {sid: [f"{sid}#{i}" for i in range(n)] if (n := _copies(s)) > 1 else [sid]
            for sid, s in spec.stages.items()}
     stages = {}
     for sid, s in spec.stages.items():
         inputs = tuple(x for src in s.inputs for x in ids[src])
-        for rid in ids[sid]:
-            stages[rid] = dataclasses.replace(s, id=rid, inputs=inputs)
+        for i, rid in enumerate(ids[sid]):
+            options = s.options
+            if s.replicas == 1 and len(ids[sid]) > 1:
+                options = options.for_process(i, len(ids[sid]))  # type: ignore[attr-defined]
+            stages[rid] = dataclasses.replace(s, id=rid, inputs=inputs, options=options)
     return dataclasses.replace(spec, stages=stages)
 
 
 def edge_roles(spec: PipelineSpec, src: str, dst: str) -> dict[str, tuple[int, int] | None]:
     """`split` / `merge` of the edge `src -> dst` of an expanded spec (see `EdgeInfo`)."""
     def role(sid: str) -> tuple[int, int] | None:
-        return (int(sid.partition("#")[2]), spec.stages[sid].replicas) if "#" in sid else None
+        stage = spec.stages[sid]
+        if "#" not in sid or stage.replicas == 1:  # `processes: N` sources are independent producers
+            return None
+        return int(sid.partition("#")[2]), stage.replicas
 
     return {"split": role(dst), "merge": role(src)}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 from streamyolox.sources.av_reader import AvOptions, AvReader, RawFrame, SourceUnsupported, StreamLost
@@ -46,6 +46,9 @@ class SourceHooks:
     count: Callable[[str, float], None]
     set_value: Callable[[str, float], None]
     should_stop: Callable[[], bool]
+    # (state, error): "down" with the error when a connection is lost or an attempt fails, "up" once
+    # frames flow again (a multi-stream source shows each stream's state)
+    report: Callable[[str, str | None], None] = lambda state, error: None
 
 
 def sleep_unless_stopped(seconds: float, should_stop: Callable[[], bool], tick: float = 0.1) -> bool:
@@ -59,7 +62,7 @@ def sleep_unless_stopped(seconds: float, should_stop: Callable[[], bool], tick: 
 
 
 def reconnecting_frames(spec: SourceSpec, opts: AvOptions, policy: RetryPolicy,
-                        hooks: SourceHooks, first: AvReader | None = None) -> Iterator[RawFrame]:
+                        hooks: SourceHooks, first: AvReader | None = None) -> Generator[RawFrame, None, None]:
     """Frames of a live source across reconnects.
 
     Ends on stop, or when the stream ends and reconnect is off; raises `SourceError` (one line) when
@@ -86,12 +89,14 @@ def reconnecting_frames(spec: SourceSpec, opts: AvOptions, policy: RetryPolicy,
                 # server that answers 404 until its publisher connects, serves the path again later.
                 reader, last_error, failures = None, str(exc), failures + 1
                 hooks.log.warning("connect attempt failed: %s", last_error)
+                hooks.report("down", last_error)
                 continue
         last_frame_at: float | None = None
         try:
             for frame in reader.frames():
                 if last_frame_at is None:
                     _connected(hooks, spec, lost_at, failures)
+                    hooks.report("up", None)
                     failures, lost_at = 0, None
                 last_frame_at = time.monotonic()
                 yield frame
@@ -107,6 +112,7 @@ def reconnecting_frames(spec: SourceSpec, opts: AvOptions, policy: RetryPolicy,
                 hooks.log.info("%s", last_error)
                 return
             hooks.log.warning("connection lost: %s", last_error)
+            hooks.report("down", last_error)
             hooks.count("stalls" if exc.cause == "stalled" else "disconnects", 1)
         finally:
             reader.close()
