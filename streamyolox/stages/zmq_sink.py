@@ -88,9 +88,23 @@ class ZmqSinkConfig(StageConfig):
         host, _, port = address.rpartition(":")
         # bind also takes `*` (any free port); a connect needs a real one
         any_port = port == "*" and self.mode == "bind"
+        if scheme not in ("tcp", "ipc") or not address:
+            raise OptionError("endpoint", f"expected tcp://HOST:PORT or ipc://PATH, got {self.endpoint!r}")
         if scheme == "tcp" and not (host and ((port.isdigit() and 1 <= int(port) <= 65535) or any_port)):
             raise OptionError("endpoint", f"expected tcp://HOST:PORT with PORT in [1, 65535], got {self.endpoint!r}")
-        check_config(self)
+        self._check_security()
+
+    def _check_security(self) -> None:
+        """Loopback unless allowed; CURVE's two key options together (mode and format: their Literal
+        types, checked by the loader; the ranges: `ranged`)."""
+        if not is_loopback_endpoint(self.endpoint) and not self.allow_remote:
+            raise OptionError("endpoint", f"{self.endpoint!r} is reachable from other hosts; use "
+                                          "tcp://127.0.0.1:PORT, or set allow_remote: true (with CURVE keys)")
+        if (self.curve_server_secret_key is None) != (self.curve_allowed_clients is None):
+            missing = "curve_allowed_clients" if self.curve_allowed_clients is None else "curve_server_secret_key"
+            raise OptionError(missing, "curve_server_secret_key and curve_allowed_clients go together")
+        if self.curve_allowed_clients is not None and not Path(self.curve_allowed_clients).is_dir():
+            raise OptionError("curve_allowed_clients", f"{self.curve_allowed_clients!r} is not a folder")
 
 
 def message_schema() -> dict[str, Any]:
@@ -117,26 +131,6 @@ def is_loopback_endpoint(endpoint: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # "*", an interface or host name: reachable from elsewhere
         return False
-
-
-def check_config(cfg: ZmqSinkConfig) -> None:
-    """Raise ValueError with a one-line `zmq.<option>: ...` message for an unusable option."""
-    scheme, sep, address = cfg.endpoint.partition("://")
-    if not sep or scheme not in ("tcp", "ipc") or not address:
-        raise ValueError(f"zmq.endpoint: expected tcp://HOST:PORT or ipc://PATH, got {cfg.endpoint!r}")
-    if cfg.mode not in ("bind", "connect"):
-        raise ValueError(f"zmq.mode: expected bind or connect, got {cfg.mode!r}")
-    if cfg.format not in ("json", "msgpack"):
-        raise ValueError(f"zmq.format: expected json or msgpack, got {cfg.format!r}")
-    if not is_loopback_endpoint(cfg.endpoint) and not cfg.allow_remote:
-        raise ValueError(f"zmq.endpoint: {cfg.endpoint!r} is reachable from other hosts; use "
-                         "tcp://127.0.0.1:PORT, or set allow_remote: true (with CURVE keys)")
-    if (cfg.curve_server_secret_key is None) != (cfg.curve_allowed_clients is None):
-        raise ValueError("zmq.curve_server_secret_key and zmq.curve_allowed_clients go together")
-    if cfg.curve_allowed_clients is not None and not Path(cfg.curve_allowed_clients).is_dir():
-        raise ValueError(f"zmq.curve_allowed_clients: {cfg.curve_allowed_clients!r} is not a folder")
-    if cfg.hwm < 1 or cfg.thumbnail_width < 8 or not 1 <= cfg.thumbnail_quality <= 100:
-        raise ValueError("zmq: hwm must be >= 1, thumbnail_width >= 8, thumbnail_quality in 1..100")
 
 
 def load_server_key(path: str) -> tuple[bytes, bytes]:
@@ -190,7 +184,6 @@ class ZmqSink(Stage):
 
     def open(self) -> None:
         cfg: ZmqSinkConfig = self.config
-        check_config(cfg)
         # A context of our own: the ZAP authenticator applies per context, never to the runtime's sockets.
         self._zctx = zmq.Context()
         try:

@@ -16,10 +16,11 @@ import zmq
 
 from streamyolox.cli.keys import make_key_pair
 from streamyolox.cli.subscribe import decode_payload, open_subscriber
+from streamyolox.config_fields import OptionError
 from streamyolox.detections import Detections, FrameMeta
 from streamyolox.stages.packet import Packet
 from streamyolox.stages.testing import make_stage
-from streamyolox.stages.zmq_sink import ZmqSink, ZmqSinkConfig, check_config, message_schema
+from streamyolox.stages.zmq_sink import ZmqSink, ZmqSinkConfig, message_schema
 from tests.conftest import free_endpoint
 
 
@@ -191,22 +192,40 @@ def test_connect_mode_reaches_a_binding_subscriber(zctx: zmq.Context) -> None:
 ])
 def test_only_loopback_without_allow_remote(endpoint: str, ok: bool) -> None:
     if ok:
-        check_config(ZmqSinkConfig(endpoint=endpoint))
+        ZmqSinkConfig(endpoint=endpoint)
     else:
-        with pytest.raises(ValueError, match="allow_remote"):
-            check_config(ZmqSinkConfig(endpoint=endpoint))
-    check_config(ZmqSinkConfig(endpoint=endpoint, allow_remote=True))
+        with pytest.raises(OptionError, match=r"^endpoint: .*allow_remote"):
+            ZmqSinkConfig(endpoint=endpoint)
+    ZmqSinkConfig(endpoint=endpoint, allow_remote=True)
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"endpoint": "udp://127.0.0.1:1"}, "zmq.endpoint"), ({"mode": "listen"}, "zmq.mode"),
-    ({"format": "xml"}, "zmq.format"), ({"curve_server_secret_key": "k"}, "go together"),
-    ({"curve_server_secret_key": "k", "curve_allowed_clients": "/nonexistent"}, "not a folder"),
+    ({"endpoint": "udp://127.0.0.1:1"}, "endpoint: expected tcp://HOST:PORT or ipc://PATH"),
+    ({"endpoint": "ipc://"}, "endpoint: expected tcp://HOST:PORT or ipc://PATH"),
+    ({"endpoint": "tcp://127.0.0.1"}, "endpoint: expected tcp://HOST:PORT with PORT in"),
+    ({"curve_server_secret_key": "k"}, "curve_allowed_clients: curve_server_secret_key and curve_allowed_clients go"),
+    ({"curve_allowed_clients": "/tmp"}, "curve_server_secret_key: curve_server_secret_key and"),
+    ({"curve_server_secret_key": "k", "curve_allowed_clients": "/nonexistent"},
+     "curve_allowed_clients: '/nonexistent' is not a folder"),
+    ({"hwm": 0}, "hwm: expected an int >= 1, got 0"),
+    ({"thumbnail_quality": 101}, "thumbnail_quality: expected an int in [1, 100], got 101"),
+    ({"thumbnail_width": 4}, "thumbnail_width: expected an int >= 8, got 4"),
 ])
-def test_bad_options_give_one_line_errors(options: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message) as info:
-        check_config(ZmqSinkConfig(**options))
-    assert "\n" not in str(info.value)
+def test_bad_options_give_one_line_errors_from_the_config(options: dict, message: str) -> None:
+    """The checks live in the Config (so `streamyolox validate` shows them), not in open()."""
+    with pytest.raises(OptionError) as info:
+        ZmqSinkConfig(**options)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_validate_names_the_option_of_a_bad_zmq_value(tmp_path: Path) -> None:
+    from streamyolox.graph.validate import SpecError, load_pipeline
+
+    path = tmp_path / "p.yaml"
+    path.write_text('stages:\n  src: {kind: decode, url: x.mp4}\n'
+                    '  pub: {kind: zmq, inputs: [src], endpoint: "tcp://0.0.0.0:5999"}\n')
+    with pytest.raises(SpecError, match=r"stages\.pub\.endpoint: 'tcp://0\.0\.0\.0:5999' is reachable"):
+        load_pipeline(path)
 
 
 def test_endpoint_in_use_is_a_clear_error() -> None:
