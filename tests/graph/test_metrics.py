@@ -1,0 +1,142 @@
+"""Per-stream metrics without processes: stage tallies -> MetricsBoard.stream_rows (frames at the sinks,
+states from the source, bounds, retiring ended streams), the age reservoir, the bounded counts."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from streamyolox.graph.metrics import MetricsBoard, StageMetrics
+from streamyolox.graph.stream_metrics import MAX_STREAMS, Reservoir, StreamBook, bump
+
+
+def _snap(m: StageMetrics, role: str, t: float, **extra: object) -> dict:
+    snap = m.snapshot({}, {}, {})
+    snap.update(role=role, time=t, **extra)
+    return snap
+
+
+def _feed(m: StageMetrics, stream: str, n: int, age: float) -> None:
+    now = time.time()
+    for _ in range(n):
+        m.record(1, 1, 0.0, [now - age], [stream])
+
+
+def _board() -> tuple[MetricsBoard, dict[str, StageMetrics]]:
+    kinds = {"src": "decode", "det": "yolox", "json": "json", "mp4": "mp4"}
+    return MetricsBoard(kinds), {sid: StageMetrics(sid) for sid in kinds}
+
+
+def test_frames_are_the_fewest_any_sink_finished_and_ages_are_the_sinks() -> None:
+    board, m = _board()
+    t = time.time()
+    _feed(m["src"], "a", 10, 0.0)
+    _feed(m["det"], "a", 10, 5.0)  # a non-sink's ages do not count
+    _feed(m["json"], "a", 10, 0.1)
+    _feed(m["mp4"], "a", 7, 0.3)
+    status = [{"id": "a", "url": "rtsp://x/a", "state": "up", "reconnects": 2, "error": None}]
+    board.update(_snap(m["src"], "source", t, source_streams=status))
+    for sid, role in (("det", "stage"), ("json", "sink"), ("mp4", "sink")):
+        board.update(_snap(m[sid], role, t))
+    (row,) = board.stream_rows(dropped={"a": {"dropped": 3}})
+    assert row["id"] == "a" and row["source"] == "src" and row["url"] == "rtsp://x/a"
+    assert row["state"] == "up" and row["reconnects"] == 2 and row["dropped"] == 3
+    assert row["frames"] == 7
+    ages = np.array([0.1] * 10 + [0.3] * 7)  # pooled over both sinks, measured a little later
+    assert abs(row["age_p50_s"] - np.percentile(ages, 50)) < 0.05
+    assert abs(row["age_p99_s"] - np.percentile(ages, 99)) < 0.05
+
+
+def test_a_sink_without_the_stream_holds_its_frames_at_zero() -> None:
+    board, m = _board()
+    t = time.time()
+    _feed(m["src"], "a", 5, 0.0)
+    _feed(m["json"], "a", 5, 0.0)
+    for sid, role in (("src", "source"), ("json", "sink"), ("mp4", "sink")):
+        board.update(_snap(m[sid], role, t))
+    assert board.stream_rows(dropped={})[0]["frames"] == 0
+
+
+def test_single_url_state_follows_the_stage_and_reconnects_its_counter() -> None:
+    board, m = _board()
+    t = time.time()
+    _feed(m["src"], "cam", 3, 0.0)
+    snap = _snap(m["src"], "source", t, url="rtsp://cam", counters={"reconnects": 4.0})
+    board.update(snap)
+    (row,) = board.stream_rows(dropped={})
+    assert (row["state"], row["url"], row["reconnects"]) == ("connecting", "rtsp://cam", 4)  # stage starting
+    for stage_state, state in (("running", "up"), ("done", "ended"), ("died", "down")):
+        board.set_state("src", stage_state)
+        assert board.stream_rows(dropped={})[0]["state"] == state
+
+
+def test_fps_is_the_rate_between_reports_and_decays_without_frames() -> None:
+    board, m = _board()
+    t = time.time()
+    for k in range(4):  # 30 frames per second at the sink
+        _feed(m["json"], "a", 30, 0.0)
+        board.update(_snap(m["json"], "sink", t + k))
+        _feed(m["src"], "a", 30, 0.0)
+        board.update(_snap(m["src"], "source", t + k))
+    row = board.stream_rows(dropped={})[0]
+    assert abs(row["fps"] - 30) < 1e-6
+    board.update(_snap(m["json"], "sink", t + 4))  # a second without frames
+    assert abs(board.stream_rows(dropped={})[0]["fps"] - 15) < 1e-6
+
+
+def test_removed_stream_is_retired_after_the_grace_period_but_kept_for_the_summary() -> None:
+    board, m = _board()
+    board.book = StreamBook(grace_s=5)
+    t = time.time()
+    for stream in ("a", "b"):
+        _feed(m["src"], stream, 4, 0.0)
+        _feed(m["json"], stream, 4, 0.0)
+    status = [{"id": "a", "url": "u", "state": "up"}, {"id": "b", "url": "u", "state": "up"}]
+    board.update(_snap(m["src"], "source", t, source_streams=status))
+    board.update(_snap(m["json"], "sink", t))
+    board.update(_snap(m["src"], "source", t + 1, source_streams=status[:1]))  # b removed
+    assert {r["id"]: r["state"] for r in board.stream_rows(dropped={})} == {"a": "up", "b": "removed"}
+    board.update(_snap(m["src"], "source", t + 7, source_streams=status[:1]))
+    assert [r["id"] for r in board.stream_rows(dropped={})] == ["a"]
+    final = {r["id"]: r for r in board.stream_rows(final=True, dropped={})}
+    assert final["b"]["frames"] == 4 and final["b"]["state"] == "removed"
+
+
+def test_at_most_max_streams_are_tracked_the_idle_ones_go_first() -> None:
+    book = StreamBook(max_streams=8)
+    m = StageMetrics("json")
+    t = time.time()
+    for i in range(20):
+        _feed(m, f"s{i:02d}", 1, 0.0)
+        snap = _snap(m, "sink", t + i)
+        book.update("json", snap)
+    rows = book.rows({}, lambda sid: {}, {})
+    assert [r["id"] for r in rows] == [f"s{i:02d}" for i in range(12, 20)]
+    assert len(book.retired) == 8 and len(book.stages["json"].cells) == 8
+
+
+def test_bump_keeps_the_most_recent_keys() -> None:
+    counts: dict[str, int] = {}
+    for i in range(MAX_STREAMS + 10):
+        bump(counts, f"s{i}")
+    bump(counts, "s500", 4)
+    assert len(counts) == MAX_STREAMS and "s0" not in counts and counts["s500"] == 5
+    assert list(counts)[-1] == "s500"
+
+
+def test_tally_bounds_ages_per_report() -> None:
+    m = StageMetrics("json")
+    now = time.time()
+    m.record(5000, 5000, 0.0, [now - 0.5] * 5000, ["a"] * 5000)
+    entry = m.snapshot({}, {}, {})["streams"]["a"]
+    assert entry["n"] == 5000 and 0 < len(entry["ages"]) <= 256
+
+
+def test_reservoir_is_a_uniform_sample() -> None:
+    res = Reservoir(1024, seed=3)
+    res.extend(list(np.linspace(0, 1, 100_000)))  # in order: keeping the first or last ones would show
+    sample = res.values()
+    assert len(sample) == 1024 and res.n == 100_000
+    for q in (50, 95, 99):  # 1024 draws: the sample quantiles are within a few percent of the truth
+        assert abs(np.percentile(sample, q) - q / 100) < 0.05
