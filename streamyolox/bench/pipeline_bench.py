@@ -45,6 +45,43 @@ class RunSample:
     rss_by_process: dict[str, float]
     metrics: dict[str, Any]
     capture_times: list[float] = field(default_factory=list)
+    first_output_s: float | None = None  # start of `streamyolox run` -> the first JSON line on disk
+    exit_after_output_s: float | None = None  # the last JSON line on disk -> the run's exit
+
+
+class SinkWatch:
+    """When the JSON sinks' files first grew and last grew, polled every `interval_s` (the sink writes
+    line-buffered, so a line is on disk when it is written). Hand-written: a file-size poll is all it takes."""
+
+    def __init__(self, paths: Sequence[Path], t0: float) -> None:
+        self.paths = list(paths)
+        self.t0 = t0
+        self.sizes = [0] * len(self.paths)
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def poll(self) -> None:
+        now = time.perf_counter() - self.t0
+        for i, path in enumerate(self.paths):
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            if size != self.sizes[i]:
+                self.sizes[i] = size
+                self.first = now if self.first is None else self.first
+                self.last = now
+
+    def wait(self, proc: subprocess.Popen, timeout_s: float, interval_s: float = 0.005) -> int:
+        """Poll until `proc` exits; raises subprocess.TimeoutExpired after `timeout_s`."""
+        deadline = time.perf_counter() + timeout_s
+        while (rc := proc.poll()) is None:
+            self.poll()
+            if time.perf_counter() > deadline:
+                raise subprocess.TimeoutExpired(proc.args, timeout_s)
+            time.sleep(interval_s)
+        self.poll()
+        return rc
 
 
 def json_sink_overrides(cfg: PipelineBenchConfig, workdir: Path) -> dict[str, Path]:
@@ -75,9 +112,10 @@ def run_once(cfg: PipelineBenchConfig, workdir: Path) -> RunSample:
     with err_path.open("wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        watch = SinkWatch(list(sinks.values()), t0)
         try:
             with RssSampler(proc.pid, interval_s=0.05, pss=True) as rss:
-                rc = proc.wait(timeout=cfg.timeout_s)
+                rc = watch.wait(proc, cfg.timeout_s)
         except subprocess.TimeoutExpired:
             proc.terminate()  # SIGTERM: the runtime stops its stages and cleans up
             proc.wait(timeout=10)
@@ -89,7 +127,8 @@ def run_once(cfg: PipelineBenchConfig, workdir: Path) -> RunSample:
     times = [json.loads(line)["time"] for p in sinks.values() if p.exists()
              for line in p.read_text().splitlines() if line.strip()]
     return RunSample(wall, rss.peak_total_mb, rss.peak_pss_mb, dict(rss.peak_by_process),
-                     json.loads(metrics_path.read_text()), sorted(times))
+                     json.loads(metrics_path.read_text()), sorted(times), watch.first,
+                     None if watch.last is None else wall - watch.last)
 
 
 def steady_fps(capture_times: Sequence[float], skip: float = 0.25) -> float | None:
@@ -119,8 +158,11 @@ def summarize(sample: RunSample, name: str) -> list[Result]:
     names = {f"[{s['pid']}]": sid for sid, s in stages.items() if s.get("pid")}
     rss = {next((f"{sid}{key[key.index('['):]}" for tag, sid in names.items() if key.endswith(tag)), key): mb
            for key, mb in sample.rss_by_process.items()}
-    extra = {"frames": frames, "elapsed_s": elapsed, "wall_s": sample.wall_s,
+    extra: dict[str, Any] = {"frames": frames, "elapsed_s": elapsed, "wall_s": sample.wall_s,
              "fps_with_startup": frames / elapsed if elapsed else None, "steady_fps": steady,
+             # as a user sees it: frames over the whole `streamyolox run` (process start to exit)
+             "fps_wall": frames / sample.wall_s if sample.wall_s else None,
+             "first_output_s": sample.first_output_s, "exit_after_output_s": sample.exit_after_output_s,
              "peak_pss_mb": sample.peak_pss_mb, "rss_by_process_mb": rss,
              "busy_s": {sid: s["busy_s"] for sid, s in stages.items()},
              "dropped": {sid: s["dropped"] for sid, s in stages.items()}}
