@@ -9,9 +9,10 @@ import sys
 import time
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from streamyolox.graph.metrics import MetricsBoard
 from streamyolox.graph.spec import PipelineSpec
@@ -42,6 +43,28 @@ def metrics_table(rows: list[dict[str, Any]], title: str) -> Table:
                       f"{r['busy_pct']:.0f}", _ms(age["p50"]), _ms(age["p95"]), _ms(age["p99"]),
                       str(sum(r["queue"].values())), str(r["dropped"]), str(r["restarts"]), counters)
     return table
+
+
+def streams_table(rows: list[dict[str, Any]], limit: int | None = None) -> Group:
+    """A compact row per stream (id, state, frames, fps, age p50/p99 ms, drops, reconnects): the first
+    `limit`, then `+N more` for the rest."""
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for col in ("stream", "state", "frames", "fps", "age p50", "p99", "dropped", "reconnects"):
+        table.add_column(col, justify="left" if col in ("stream", "state") else "right")
+    shown = rows if limit is None else rows[:max(limit, 0)]
+    for r in shown:
+        table.add_row(r["id"], r["state"], str(r["frames"]), f"{r['fps']:.1f}", _ms(r["age_p50_s"]),
+                      _ms(r["age_p99_s"]), str(r["dropped"]), str(r["reconnects"]))
+    more = len(rows) - len(shown)
+    return Group(table, Text(f"+{more} more streams", style="dim")) if more else Group(table)
+
+
+def summary_stream_rows(streams: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary's `streams` (losses plus `losses.add_rates`) as `streams_table` rows."""
+    return [{"id": sid, "state": s.get("state", "-"), "frames": s.get("sink_frames", s["frames"]),
+             "fps": s.get("fps", 0.0), "age_p50_s": s.get("age_s", {}).get("p50"),
+             "age_p99_s": s.get("age_s", {}).get("p99"), "dropped": s["dropped"],
+             "reconnects": s.get("reconnects", 0)} for sid, s in streams.items()]
 
 
 def log_line(rows: list[dict[str, Any]]) -> str:
@@ -85,19 +108,27 @@ class Reporter:
             log.info("metrics on http://%s:%d/metrics, health on /health, camera wall on /", host,
                      self.server.server_port)
         if self.options.dashboard:
-            self.live = Live(metrics_table(self.board.rows(), self.spec.name), console=self.console,
-                             refresh_per_second=4, transient=True)
+            self.live = Live(self.view(), console=self.console, refresh_per_second=4, transient=True)
             self.live.start()
 
     def tick(self) -> None:
         now = time.monotonic()
         if self.live is not None:
             if now >= self.next_at - self.interval + 0.25:
-                self.live.update(metrics_table(self.board.rows(), self.spec.name))
+                self.live.update(self.view())
         elif now >= self.next_at:
             log.info("%s", log_line(self.board.rows()))
         if now >= self.next_at:
             self.next_at = now + self.interval
+
+    def view(self) -> Group:
+        """The stage rows, and below them a row per stream, capped to what fits on the terminal."""
+        stages = self.board.rows()
+        streams = self.board.stream_rows()
+        # stage table: title, 3 border/header lines, a line per stage; streams: a header, a line for "+N"
+        room = self.console.height - (len(stages) + 5) - 2
+        return Group(metrics_table(stages, self.spec.name),
+                     streams_table(streams, room if room < len(streams) else None))
 
     def stop(self) -> None:
         if self.live is not None:
@@ -112,6 +143,8 @@ class Reporter:
         """The summary table on stderr and the JSON file, when asked for."""
         title = f"{self.spec.name}: {summary['elapsed_s']:.1f} s, exit {summary['exit_code']}"
         self.console.print(metrics_table(summary["stages"], title))
+        if summary.get("streams"):
+            self.console.print(streams_table(summary_stream_rows(summary["streams"])))
         path = self.options.metrics_json or self.spec.metrics.json
         if path:
             with open(path, "w", encoding="utf-8") as f:

@@ -3,10 +3,14 @@ states from the source, bounds, retiring ended streams), the age reservoir, the 
 
 from __future__ import annotations
 
+import io
 import time
+from types import SimpleNamespace
 
 import numpy as np
+from rich.console import Console
 
+from streamyolox.graph.dashboard import Reporter
 from streamyolox.graph.metrics import MetricsBoard, StageMetrics
 from streamyolox.graph.stream_metrics import MAX_STREAMS, Reservoir, StreamBook, bump
 
@@ -140,3 +144,29 @@ def test_reservoir_is_a_uniform_sample() -> None:
     assert len(sample) == 1024 and res.n == 100_000
     for q in (50, 95, 99):  # 1024 draws: the sample quantiles are within a few percent of the truth
         assert abs(np.percentile(sample, q) - q / 100) < 0.05
+
+
+def test_dashboard_shows_a_row_per_stream_capped_to_the_terminal() -> None:
+    board, m = _board()
+    t = time.time()
+    status = [{"id": f"cam{i:02d}", "url": "u", "state": "up" if i % 3 else "down", "reconnects": i}
+              for i in range(40)]
+    for s in status:
+        _feed(m["json"], s["id"], 3, 0.05)
+        _feed(m["mp4"], s["id"], 3, 0.05)
+    board.update(_snap(m["src"], "source", t, source_streams=status))
+    board.update(_snap(m["json"], "sink", t))
+    board.update(_snap(m["mp4"], "sink", t))
+    reporter = Reporter(board, SimpleNamespace(name="p", metrics=SimpleNamespace(interval_s=1.0)),
+                        SimpleNamespace(log_interval_s=None))
+    reporter.console = Console(file=io.StringIO(), width=120, height=30, record=True)
+    reporter.console.print(reporter.view())
+    lines = reporter.console.export_text().splitlines()
+    rows = [ln.split() for ln in lines if ln.startswith("cam")]
+    assert len(rows) >= 10 and len(lines) <= 30  # what fits: every line on one screen
+    assert rows[0] == ["cam00", "down", "3", "0.0", "50", "50", "0", "0"]
+    assert rows[4][:2] == ["cam04", "up"] and rows[4][-1] == "4"
+    assert lines[-1].strip() == f"+{40 - len(rows)} more streams"
+    reporter.console = Console(file=io.StringIO(), width=120, height=200, record=True)
+    reporter.console.print(reporter.view())
+    assert "more streams" not in reporter.console.export_text()
