@@ -14,6 +14,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bench",
     "run",
     "subscribe",
+    "streams",
     "keys",
     "train",
     "eval",

@@ -147,7 +147,8 @@ class Api:
         except ValueError as exc:
             raise HttpError(400, message(exc)) from None
         def alive() -> bool:
-            return self.control is None or any(r["id"] == stream for r in self.control.rows())
+            return self.control is None or any(r["id"] == stream and r.get("state") != "removed"
+                                               for r in self.control.rows())
 
         if not alive():
             raise HttpError(404, f"no stream {stream!r}")
