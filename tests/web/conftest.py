@@ -51,7 +51,8 @@ class Live:
     proc: subprocess.Popen
     out: Path
     log: Path
-    clip: Path  # a short clip to add as a stream
+    clip: Path  # a short clip to add as a stream (the dog's)
+    street: Path
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = TOKEN,
              raw: bytes | None = None, timeout: float = 30) -> tuple[int, Any]:
@@ -109,7 +110,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, nano_pth: Path, street_720p: 
     try:
         found = wait_for("the HTTP port in the log", lambda: re.search(
             r"metrics on http://127\.0\.0\.1:(\d+)/metrics", log.read_text()), 90)
-        run = Live(f"http://127.0.0.1:{found.group(1)}", proc, out, log, dog)
+        run = Live(f"http://127.0.0.1:{found.group(1)}", proc, out, log, dog, street_720p)
         wait_for("frames of both streams at the sink",
                  lambda: proc.poll() is None and all(run.rows().get(s, {}).get("frames", 0) > 3
                                                      for s in ("street", "dog")), 120, every=0.5)
