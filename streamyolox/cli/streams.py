@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -135,7 +136,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     def go(a: argparse.Namespace) -> int:
-        status, doc = request(a, "DELETE", f"/streams/{urllib.request.quote(a.id, safe='')}")
+        status, doc = request(a, "DELETE", f"/streams/{urllib.parse.quote(a.id, safe='')}")
         if status == 202:  # removed, but its last frames had not reached every sink within the timeout
             print(f"removed {a.id}; not yet flushed through every sink: {doc}", file=sys.stderr)
         else:

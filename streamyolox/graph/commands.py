@@ -204,9 +204,9 @@ class CommandHub:
                 threading.Thread(target=hook, args=(msg,), name="streamyolox-hello", daemon=True).start()
         elif isinstance(msg, Reply):
             with self.lock:
-                p = self.pending.get(msg.id)
-            if p is not None:
-                _settle(p.future, msg.value, msg.error)
+                asked = self.pending.get(msg.id)
+            if asked is not None:  # else the caller timed out meanwhile
+                _settle(asked.future, msg.value, msg.error)
 
     def _send_waiting(self) -> None:
         with self.lock:
