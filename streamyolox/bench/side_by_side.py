@@ -1,0 +1,186 @@
+"""The side-by-side CPU run of issue 14: pipelines vs bare runtimes vs the official demo, interleaved.
+
+Every case runs as its own process, as a user would run it, on the same clip (by default the 720p street
+pan remuxed to 900 frames), round after round in alternation so that load from other work on a shared
+machine hits every case alike:
+
+- `ort-bare` / `openvino-bare`: the official ONNX export alone at batch 1 (`streamyolox.bench.bare`):
+  steady frames/s of the loop, and frames/s over the whole process (interpreter start, imports, session).
+- each pipeline (`streamyolox run FILE`, `streamyolox.bench.pipeline_bench`): steady frames/s, frames/s
+  over the whole run (start to exit), time to the first JSON line, exit after the last one, peak RSS.
+- `official-demo` (optional): `benchmarks/official_demo_baseline.py` on the same clip (its frame loop).
+
+Ratios are to `ort-bare`'s steady rate (the issue's yardstick); the run with the median value is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamyolox.bench.harness import Result
+from streamyolox.bench.pipeline_bench import PipelineBenchConfig, run_pipeline_bench
+
+SUITE = "side-by-side"
+BASELINE = "ort-bare b1"
+
+
+@dataclass
+class SideBySideConfig:
+    """`pipelines`: YAML files run with `overrides` (+ the clip and weights); `threads`: bare runtimes'."""
+
+    clip: Path
+    weights: Path
+    onnx: Path
+    pipelines: Sequence[Path]
+    overrides: Sequence[str] = field(default_factory=list)
+    frames: int = 900
+    threads: int = 2
+    rounds: int = 2
+    official_demo: Path | None = None  # benchmarks/official_demo_baseline.py, or None to leave it out
+    runtimes: Sequence[str] = ("onnxruntime", "openvino")
+
+
+def remux_copies(src: Path, dst: Path, copies: int) -> Path:
+    """`src`'s video packets `copies` times in a row (PTS continued), without re-encoding: a longer clip of
+    the same frames. Hand-written: PyAV remuxing is a few lines, ffmpeg's concat demuxer needs a list file."""
+    import av
+
+    if dst.exists():
+        return dst
+    tmp = dst.with_name(f".{dst.name}.part")
+    with av.open(str(src)) as inp:
+        stream = inp.streams.video[0]
+        packets = [p for p in inp.demux(stream) if p.size]
+        span = max(p.pts for p in packets) - min(p.pts for p in packets) + (packets[-1].duration or 1)
+        with av.open(str(tmp), "w", format="mp4") as out:
+            ostream = out.add_stream_from_template(stream)
+            for k in range(copies):
+                for p in packets:
+                    if k:
+                        p.pts += span
+                        p.dts += span
+                    p.stream = ostream
+                    out.mux(p)
+    tmp.replace(dst)
+    return dst
+
+
+def bare_case(runtime: str, onnx: Path, frames: int, threads: int) -> Result:
+    """One `streamyolox.bench.bare` process: its own numbers plus the wall time of the whole process."""
+    cmd = [sys.executable, "-m", "streamyolox.bench.bare", runtime, str(onnx), "--frames", str(frames),
+           "--threads", str(threads)]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - t0
+    name = f"{'ort' if runtime == 'onnxruntime' else runtime}-bare b1"
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-2:])
+        return Result(SUITE, name, params={"runtime": runtime}, skipped=f"exit {done.returncode}: {tail}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return Result(SUITE, name, params={"runtime": runtime, "threads": threads, "batch": 1},
+                  fps=out["steady_fps"], p50_ms=out["p50_ms"], p99_ms=out["p99_ms"],
+                  extra={"fps_with_startup": frames / wall, "wall_s": wall, "startup_s": out["startup_s"],
+                         "frames": frames})
+
+
+def pipeline_case(file: Path, cfg: SideBySideConfig) -> Result:
+    sets = [f"stages.source.url={cfg.clip}", f"model.weights={cfg.weights}", *cfg.overrides]
+    top, *stages = run_pipeline_bench(PipelineBenchConfig(file, sets, repeats=1))
+    e = top.extra
+    return Result(SUITE, file.stem, params={"file": str(file)}, fps=top.fps, p50_ms=top.p50_ms,
+                  p99_ms=top.p99_ms, peak_rss_mb=top.peak_rss_mb,
+                  extra={"fps_with_startup": e["fps_wall"], "wall_s": e["wall_s"], "frames": e["frames"],
+                         "first_output_s": e["first_output_s"], "exit_after_output_s": e["exit_after_output_s"],
+                         "peak_pss_mb": e["peak_pss_mb"], "busy_s": e["busy_s"],
+                         "stage_ms": {r.params["stage"]: r.p50_ms for r in stages}})
+
+
+def official_case(script: Path, cfg: SideBySideConfig) -> Result:
+    with tempfile.TemporaryDirectory(prefix="streamyolox-official-") as tmp:
+        out = Path(tmp) / "official.json"
+        cmd = [sys.executable, str(script), "--path", str(cfg.clip), "--ckpt", str(cfg.weights), "--json", str(out)]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+        wall = time.perf_counter() - t0
+        if done.returncode != 0 or not out.exists():
+            return Result(SUITE, "official-demo", skipped=f"exit {done.returncode}")
+        row = json.loads(out.read_text())["results"][0]
+    frames = row.get("extra", {}).get("frames", cfg.frames)
+    return Result(SUITE, "official-demo", params={"script": str(script)}, fps=row["fps"],
+                  peak_rss_mb=row.get("peak_rss_mb"), extra={"fps_with_startup": frames / wall, "wall_s": wall,
+                                                             "frames": frames})
+
+
+def _median(rows: list[Result]) -> Result:
+    ran = [r for r in rows if r.fps]
+    if not ran:
+        return rows[0]
+    chosen = sorted(ran, key=lambda r: r.fps or 0.0)[len(ran) // 2]
+    chosen.extra["fps_rounds"] = [r.fps for r in ran]
+    chosen.extra["fps_with_startup_rounds"] = [r.extra.get("fps_with_startup") for r in ran]
+    return chosen
+
+
+def run_side_by_side(cfg: SideBySideConfig, log: Callable[[str], None] = lambda s: None) -> list[Result]:
+    """`cfg.rounds` rounds of every case in alternation; per case the median round, ratios to ort-bare."""
+    cases: dict[str, Callable[[], Result]] = {}
+    for rt in cfg.runtimes:
+        cases[rt] = lambda rt=rt: bare_case(rt, cfg.onnx, cfg.frames, cfg.threads)  # type: ignore[misc]
+    for file in cfg.pipelines:
+        cases[file.stem] = lambda file=file: pipeline_case(file, cfg)  # type: ignore[misc]
+    runs: dict[str, list[Result]] = {name: [] for name in cases}
+    for rnd in range(cfg.rounds):
+        for name, case in cases.items():
+            log(f"side-by-side round {rnd + 1}/{cfg.rounds}: {name}")
+            runs[name].append(case())
+    rows = [_median(r) for r in runs.values()]
+    if cfg.official_demo is not None:
+        log("side-by-side: official demo")
+        rows.append(official_case(cfg.official_demo, cfg))
+    base = next((r for r in rows if r.name == BASELINE and r.fps), None)
+    for r in rows:
+        if base is not None and r.fps and r is not base:
+            r.ref, r.ratio = base.name, r.fps / (base.fps or np.nan)
+            r.extra["ratio_with_startup"] = (r.extra.get("fps_with_startup") or 0.0) / (base.fps or np.nan)
+    return rows
+
+
+def _n(value: float | None, fmt: str = "{:,.1f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def markdown_table(document: dict[str, Any]) -> str:
+    """The README table: one row per case, steady and with start-up, start-up and shutdown, memory."""
+    m = document["machine"]
+    lines = [f"Measured {m['date']} at commit `{m['commit']}` on {m['cpu_model']} ({m['cores_usable']} usable "
+             f"cores, {m['memory_gb']} GB), onnxruntime {m['versions'].get('onnxruntime')}, openvino "
+             f"{m['versions'].get('openvino', '-')}; load average (1/5/15 min) at the end: {m.get('load_avg')}.", "",
+             "| case | steady frames/s | vs ort-bare | frames/s with start-up | vs ort-bare | first JSON line s "
+             "| exit after last s | peak RSS MB | peak PSS MB |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in document["results"]:
+        e = r.get("extra", {})
+        if r.get("skipped"):
+            lines.append(f"| {r['name']} | skipped: {r['skipped']} | | | | | | | |")
+            continue
+        lines.append(f"| {r['name']} | {_n(r['fps'])} | {_n(r.get('ratio'), '{:.2f}x')} | "
+                     f"{_n(e.get('fps_with_startup'))} | {_n(e.get('ratio_with_startup'), '{:.2f}x')} | "
+                     f"{_n(e.get('first_output_s'), '{:.2f}')} | {_n(e.get('exit_after_output_s'), '{:.2f}')} | "
+                     f"{_n(r.get('peak_rss_mb'), '{:,.0f}')} | {_n(e.get('peak_pss_mb'), '{:,.0f}')} |")
+    stage_rows = [(r["name"], e["stage_ms"]) for r in document["results"] if (e := r.get("extra", {})).get("stage_ms")]
+    if stage_rows:
+        lines += ["", "Busy ms per frame of each stage (wall time of `process`, sends excluded):", "",
+                  "| pipeline | stage ms per frame |", "| --- | --- |"]
+        for name, ms in stage_rows:
+            lines.append(f"| {name} | " + ", ".join(f"{sid} {v:.2f}" for sid, v in ms.items()) + " |")
+    return "\n".join(lines)
