@@ -78,7 +78,9 @@ def test_kill9_file_source_resumes_after_what_was_delivered(tmp_path: Path) -> N
     assert "restarting (1/3)" in err
     for sink in PATHS:
         assert frames_of(tmp_path / f"{sink}.jsonl") == list(range(FRAMES)), sink  # nothing lost, nothing twice
-    assert summary["streams"]["source"] == {"frames": FRAMES, "dropped": 0, "drops": []}
+    stream = summary["streams"]["source"]
+    assert {k: stream[k] for k in ("frames", "dropped", "drops")} == {"frames": FRAMES, "dropped": 0, "drops": []}
+    assert stream["sink_frames"] == FRAMES  # every sink got each frame once
     assert "stream 'source': 120 frames, none dropped" in err
 
 
