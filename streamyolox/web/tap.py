@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -49,17 +49,32 @@ def placeholder(width: int, text: str) -> np.ndarray:
     return img
 
 
+def _scaled(counts: Counts | None, scale: float) -> Counts | None:
+    """The lines and zones in the pixels of a frame scaled by `scale` (their totals unchanged)."""
+    if counts is None or scale == 1.0:
+        return counts
+    lines = {k: replace(c, points=((c.points[0][0] * scale, c.points[0][1] * scale),
+                                   (c.points[1][0] * scale, c.points[1][1] * scale)))
+             for k, c in counts.lines.items()}
+    zones = {k: replace(z, polygon=tuple((x * scale, y * scale) for x, y in z.polygon))
+             for k, z in counts.zones.items()}
+    return replace(counts, lines=lines, zones=zones)
+
+
 def render(shot: _Shot, stage: str) -> np.ndarray:
-    """The annotated frame at the watched width (drawn at full size, so labels keep the mp4's look)."""
+    """The frame scaled to the watched width, then boxes, labels, track ids, lines and zones drawn at that
+    size (drawn before scaling, thin boxes would fade away on a small tile)."""
     if shot.frame is None:
         return placeholder(shot.watch.width, f"no frames reach stage {stage!r}")
-    img = annotate(shot.frame, shot.detections, copy=False)
-    img = annotate_counts(img, shot.counts, copy=False)
-    h, w = img.shape[:2]
-    if w > shot.watch.width:
-        size = (shot.watch.width, max(1, round(h * shot.watch.width / w)))
-        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-    return img
+    h, w = shot.frame.shape[:2]
+    scale = min(1.0, shot.watch.width / w)
+    img = shot.frame if scale == 1.0 else cv2.resize(
+        shot.frame, (shot.watch.width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    dets = shot.detections
+    if dets is not None and len(dets) and scale != 1.0:
+        dets = Detections(dets.xyxy * scale, dets.scores, dets.class_ids, dets.track_ids, dets.class_names)
+    img = annotate(img, dets, copy=False)
+    return annotate_counts(img, _scaled(shot.counts, scale), copy=False)
 
 
 class Tap:
