@@ -25,6 +25,14 @@ MAX_COL_BLOCKS = 1024  # the reduction's shared remove-mask: up to 65,536 candid
 
 if config.ENABLE_CUDASIM:  # the simulator has no libdevice; numpy float32 products round the same way
     REDUCE_THREADS = 4  # its barriers cost a Python thread switch each: few threads, same striding logic
+    # A simulator artefact, not a race in the kernels: each simulated thread is a Python thread, and every
+    # call of a device function (`_max`, `_min`) iterates this module's globals (numba's
+    # `swapped_cuda_module`). The first numpy warning raised here (0/0 in `iou_mask_kernel` for two
+    # zero-area boxes gives NaN, as on the GPU, which rejects it like the reference) makes Python insert
+    # `__warningregistry__` into these globals, even under `-W ignore`: a thread iterating them then fails
+    # with "dictionary changed size during iteration" (1 launch in ~20 with zero-area boxes). Created up
+    # front, the key is never inserted during a launch.
+    globals().setdefault("__warningregistry__", {})
 
     def fmul_rn(a: float, b: float) -> float:
         return a * b
