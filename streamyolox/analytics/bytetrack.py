@@ -181,6 +181,9 @@ class Assignment:
 
     ids: np.ndarray  # (N,) int64
     classes: np.ndarray  # (N,) int64
+    # ids of the confirmed tracks this frame removed (lost for longer than the buffer), so a consumer
+    # (the count stage) ends their zone visits when the tracker gives them up, not at its own timeout
+    removed: tuple[int, ...] = ()
 
 
 class ByteTracker:
@@ -216,10 +219,12 @@ class ByteTracker:
         """The id the next confirmed track gets."""
         return self._next_id
 
-    def reset(self) -> None:
-        """Forget every track; ids keep counting up, so none is reused."""
+    def reset(self) -> tuple[int, ...]:
+        """Forget every track; ids keep counting up, so none is reused. Returns the confirmed ids dropped."""
+        removed = tuple(t.track_id for t in self._tracks if t.track_id >= 0)
         self._tracks = []
         self.frame_id = 0
+        return removed
 
     def update(self, xyxy: ArrayLike, scores: ArrayLike, class_ids: ArrayLike | None = None) -> Assignment:
         """Track one frame's detections ((N, 4) boxes, (N,) scores, (N,) classes)."""
@@ -247,9 +252,10 @@ class ByteTracker:
         gone = {id(t) for t in dropped}
         gone |= {id(t) for t in self._tracks
                  if t.state is TrackState.LOST and self.frame_id - t.last_frame > self.max_lost}
+        removed = tuple(t.track_id for t in self._tracks if id(t) in gone and t.track_id >= 0)
         self._tracks = [t for t in self._tracks if id(t) not in gone]
         self._start(high[scores[high] >= o.start_thresh], dets)
-        return self._assignment(classes)
+        return self._assignment(classes, removed)
 
     def _predict(self) -> None:
         if not self._tracks:
@@ -314,14 +320,14 @@ class ByteTracker:
                 self._confirm(t)
             self._tracks.append(t)
 
-    def _assignment(self, classes: np.ndarray) -> Assignment:
+    def _assignment(self, classes: np.ndarray, removed: tuple[int, ...]) -> Assignment:
         ids = np.full(len(classes), -1, np.int64)
         out_classes = classes.copy()
         for t in self._tracks:
             if t.det >= 0 and t.track_id >= 0:
                 ids[t.det] = t.track_id
                 out_classes[t.det] = t.class_id
-        return Assignment(ids, out_classes)
+        return Assignment(ids, out_classes, removed)
 
 
 @dataclass

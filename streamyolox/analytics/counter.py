@@ -3,12 +3,15 @@
 Rules it enforces (each one a bug in supervision, field notes): only confirmed tracks count (track id -1 =
 unconfirmed, ignored: never one shared object); a track's class is the class it was seen as most often
 (first seen wins a tie); a track's state is deleted once it has not been seen for `track_timeout_s` of
-stream time, so state stays bounded (a track that vanishes inside a zone exits it then).
+stream time, so state stays bounded (a track that vanishes inside a zone exits it then); a track the
+tracker removes (lost past its buffer) exits its zones on that frame; when the stream ends, every track
+still inside exits (`finish`), so enters and exits pair up.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -79,12 +82,14 @@ class StreamCounter:
         self.zones = [ZoneCounter(zone, rules.hysteresis) for zone in rules.zones]
         self.tracks: dict[int, _Track] = {}
         self._last_t: float | None = None
+        self._last_frame = _FrameEvents(stream, 0, 0.0, None)  # where end-of-stream events are placed
 
     def update(self, frame: int, t: float, detections: Detections, wall: float = 0.0,
-               pts: float | None = None) -> list[Event]:
+               pts: float | None = None, removed: Sequence[int] = ()) -> list[Event]:
         """Feed one frame (stream time `t` s: PTS, or the wall clock without one); returns its events.
 
-        `detections.track_ids` must be set (a tracker upstream); ids < 0 are ignored.
+        `detections.track_ids` must be set (a tracker upstream); ids < 0 are ignored. `removed`: ids the
+        tracker gave up on this frame: their zone visits end here (an exit), before this frame's tracks.
         """
         if detections.track_ids is None:
             raise ValueError("detections have no track ids: put a track stage before count")
@@ -92,6 +97,8 @@ class StreamCounter:
         if self._last_t is not None and t < self._last_t:  # the stream restarted (a looped file, new PTS)
             self._forget([*self.tracks], out)
         self._last_t = t
+        self._last_frame = _FrameEvents(self.stream, frame, wall, pts)
+        self._forget([tid for tid in removed if tid in self.tracks], out)
         for tid, point, cls in self._observations(detections):
             track = self.tracks.get(tid)
             if track is None:
@@ -140,6 +147,15 @@ class StreamCounter:
                 dwell = zc.forget(tid)
                 if dwell is not None:
                     out.add("zone_exit", zc.zone.name, tid, track.class_name(), dwell)
+
+    def finish(self) -> list[Event]:
+        """The stream ended: every track still inside a zone exits it, on the stream's last frame (so
+        each enter has its exit); the state is cleared."""
+        out = self._last_frame
+        out.events = []
+        self._forget([*self.tracks], out)
+        self._last_t = None
+        return out.events
 
     def counts(self) -> Counts:
         """A snapshot of the running totals (new objects: safe to attach to a packet)."""

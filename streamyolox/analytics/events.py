@@ -126,6 +126,17 @@ class Counts:
         return out
 
 
+# FrameMeta.extra key of the packet a `count` stage sends per stream when it closes: no frame, no
+# detections, the zone exits of the tracks still inside and the final counts. Sinks write or publish its
+# events (the json sink marks its line `"end_of_stream": true`) and have no frame to draw.
+END_OF_STREAM = "end_of_stream"
+
+
+def is_end_of_stream(extra: dict[str, Any]) -> bool:
+    """True for the `meta.extra` of a count stage's end-of-stream packet."""
+    return bool(extra.get(END_OF_STREAM))
+
+
 def add_analytics(record: dict[str, Any], events: Sequence[Event], counts: Counts | None) -> dict[str, Any]:
     """Add `"events"` and `"counts"` to a frame record (the json, zmq and mqtt sinks' payload) when a
     `count` stage ran upstream (`counts` set) or events are attached; returns `record`."""

@@ -14,6 +14,11 @@ Example YAML::
       streams:
         cam2: {lines: {door: [[0, 360], [1280, 360]]}}
 
+A track the tracker removes (lost past `track_buffer`; the track stage lists it in
+`packet.extra["removed_tracks"]`) exits its zones on that frame. When the input ends, each stream with
+tracks still inside a zone gets one last packet without a frame (`meta.extra["end_of_stream"]`) that
+carries their zone_exit events (dwell to their last observation inside), so enters and exits pair up.
+
 Not for `replicas`: a stream's frames must all reach one counter, in order.
 """
 
@@ -24,14 +29,16 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from streamyolox.analytics.counter import CountRules, StreamCounter
-from streamyolox.analytics.events import NAME_PATTERN
+from streamyolox.analytics.events import END_OF_STREAM, NAME_PATTERN, Event
 from streamyolox.analytics.hysteresis import Hysteresis
 from streamyolox.analytics.lines import Line
 from streamyolox.analytics.zones import Zone
 from streamyolox.config_fields import check_ranges, ranged
+from streamyolox.detections import FrameMeta
 from streamyolox.graph.options import build_dataclass
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
+from streamyolox.stages.track import REMOVED_TRACKS
 
 Points = list[tuple[float, float]]
 AnchorName = Literal["bottom_center", "center"]
@@ -152,6 +159,7 @@ class CountStage(Stage):
         if self.ctx.replicas > 1:
             raise ValueError("count: replicas: every frame of a stream must reach one counter (use 1)")
         self.counters: dict[str, StreamCounter] = {}
+        self.last_meta: dict[str, FrameMeta] = {}  # per stream, for its end-of-stream packet
 
     def process(self, packet: Packet) -> list[Packet]:
         meta = packet.meta
@@ -162,9 +170,29 @@ class CountStage(Stage):
         if detections is None or detections.track_ids is None:
             raise ValueError(f"count {self.ctx.stage_id!r}: packet has no track ids (place it after a track stage)")
         t = meta.pts if meta.pts is not None else meta.time
-        events = counter.update(meta.frame, t, detections, wall=meta.time, pts=meta.pts)
+        removed = packet.extra.get(REMOVED_TRACKS, ())
+        events = counter.update(meta.frame, t, detections, wall=meta.time, pts=meta.pts, removed=removed)
         packet.events = [*packet.events, *events]
         packet.counts = counter.counts()
+        self.last_meta[meta.stream] = meta
+        self._tally(events)
+        return [packet]
+
+    def _tally(self, events: list[Event]) -> None:
         for e in events:
             self.ctx.count(e.kind)
-        return [packet]
+
+    def close(self) -> list[Packet]:
+        """The input ended: per stream with tracks still inside a zone, one packet without a frame that
+        carries their exits (`meta.extra["end_of_stream"]`), so every zone_enter has its zone_exit."""
+        out = []
+        for stream, counter in getattr(self, "counters", {}).items():
+            events = counter.finish()
+            if not events:
+                continue
+            last = self.last_meta[stream]
+            meta = FrameMeta(stream, last.frame, last.pts, last.time, last.width, last.height,
+                             {END_OF_STREAM: True})
+            out.append(Packet(meta, events=events, counts=counter.counts()))
+            self._tally(events)
+        return out

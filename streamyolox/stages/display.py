@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
+from streamyolox.analytics.events import is_end_of_stream
 from streamyolox.config_fields import ranged
 from streamyolox.draw import DrawStyle, annotate, put_label
 from streamyolox.stages.base import Stage, StageConfig, StopPipeline
@@ -138,6 +139,8 @@ class DisplaySink(Stage):
         return image
 
     def process(self, packet: Packet) -> list[Packet]:
+        if is_end_of_stream(packet.meta.extra):  # a count stage's last events: no frame to show
+            return []
         window = self._window(packet.meta.stream)
         cv2.imshow(window, self.render(packet))
         key = cv2.waitKey(1) & 0xFF  # also runs the GUI event loop

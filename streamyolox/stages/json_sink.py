@@ -1,7 +1,9 @@
 """`json` sink: one JSON line per frame, to a file or stdout (`path: "-"`).
 
 With `{stream}` in `path` (`out/{stream}.jsonl`) each stream gets its own file, opened on the stream's
-first frame; without, every stream goes to one file (each line names its stream).
+first frame; without, every stream goes to one file (each line names its stream). Behind a `count` stage a
+stream's last line may be `"end_of_stream": true` with the zone exits of the tracks still inside and no
+detections (not a frame: its `frame` is the stream's last one).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from streamyolox.analytics.events import add_analytics
+from streamyolox.analytics.events import END_OF_STREAM, add_analytics, is_end_of_stream
 from streamyolox.config_fields import OptionError, output_path
 from streamyolox.detections import frame_record
 from streamyolox.stages.base import Stage, StageConfig
@@ -75,6 +77,8 @@ class JsonSink(Stage):
 
     def process(self, packet: Packet) -> list[Packet]:
         record = add_analytics(frame_record(packet.meta, packet.detections), packet.events, packet.counts)
+        if is_end_of_stream(packet.meta.extra):  # a count stage's last events, not a frame
+            record[END_OF_STREAM] = True
         self._file_for(packet.meta.stream).write(json.dumps(record) + "\n")
         return []
 

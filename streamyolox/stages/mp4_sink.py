@@ -34,6 +34,7 @@ import av
 import cv2
 import numpy as np
 
+from streamyolox.analytics.events import is_end_of_stream
 from streamyolox.config_fields import OptionError, output_path, ranged
 from streamyolox.draw import annotate, annotate_counts
 from streamyolox.stages.base import Stage, StageConfig
@@ -283,6 +284,8 @@ class Mp4Sink(Stage):
         self.ctx.count("frames_written")
 
     def process(self, packet: Packet) -> list[Packet]:
+        if is_end_of_stream(packet.meta.extra):  # a count stage's last events: nothing to draw
+            return []
         if packet.frame is None:
             raise ValueError(f"mp4 sink {self.ctx.stage_id!r}: packet has no frame (place it downstream of decode)")
         stream = packet.meta.stream

@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from streamyolox.analytics.events import Event, add_analytics
+from streamyolox.analytics.events import Event, add_analytics, is_end_of_stream
 from streamyolox.config_fields import OptionError, ranged
 from streamyolox.detections import frame_record
 from streamyolox.stages.base import Stage, StageConfig
@@ -243,7 +243,7 @@ class MqttSink(Stage):
         cfg: MqttSinkConfig = self.config
         assert self._client is not None, "mqtt sink used before open()"
         stream = packet.meta.stream
-        if cfg.detections_topic is not None:
+        if cfg.detections_topic is not None and not is_end_of_stream(packet.meta.extra):
             record = add_analytics(frame_record(packet.meta, packet.detections), packet.events, packet.counts)
             self._publish_detections(topic_for(cfg.detections_topic, stream), encode_payload(record, "json"))
         for event in packet.events:

@@ -37,6 +37,9 @@ from streamyolox.stages.packet import Packet
 DEFAULT_FRAME_RATE = 30.0
 RATE_SAMPLES = 8  # PTS steps whose median gives a stream's frame rate
 RESTART_ID_BLOCK = 10**9  # ids of restart k start at k * RESTART_ID_BLOCK + 1
+# packet.extra key: confirmed track ids of the packet's stream removed on this frame (lost past the
+# buffer, or cleared by a reset), so a downstream `count` ends their zone visits then
+REMOVED_TRACKS = "removed_tracks"
 
 
 @dataclass
@@ -70,6 +73,7 @@ class _Stream:
     rate_known: bool
     last_pts: float | None = None
     steps: list[float] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)  # confirmed ids a reset dropped, told with the next frame
 
 
 class TrackStage(Stage):
@@ -97,6 +101,10 @@ class TrackStage(Stage):
         self._measure_rate(stream, meta)
         result = stream.tracker.update(dets.xyxy, dets.scores, dets.class_ids)
         dets.track_ids = result.ids
+        removed = [*stream.removed, *result.removed]
+        if removed:  # the tracks given up on this frame: the count stage ends their zone visits
+            packet.extra[REMOVED_TRACKS] = removed
+            stream.removed = []
         if cfg.class_vote:
             dets.class_ids = result.classes
         self.ctx.set_value("tracks", sum(len(s.tracker.tracks) for s in self._streams.values()))
@@ -122,7 +130,7 @@ class TrackStage(Stage):
         return stream
 
     def _reset(self, stream: _Stream, why: str) -> None:
-        stream.tracker.reset()
+        stream.removed.extend(stream.tracker.reset())
         stream.last_pts = None
         self.ctx.count("track_resets")
         self.ctx.log.info("track: tracks of a stream cleared (%s)", why)

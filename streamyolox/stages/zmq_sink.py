@@ -3,7 +3,8 @@
 Message: multipart ``[topic, payload]`` (+ ``[jpeg]`` with `thumbnail: true`); topic = stream id, so a
 subscriber filters per camera; payload = the json sink's record plus ``"schema_version": 1``, as JSON or
 msgpack (schema: ``streamyolox/schemas/detections_message.json``). Behind a `count` stage, each event is
-also one message ``[b"events/<stream>", event + schema_version]`` (`$defs/event` of that schema). Sends
+also one message ``[b"events/<stream>", event + schema_version]`` (`$defs/event` of that schema), sent
+before the frame's own message (a count stage's end-of-stream packet sends its events only). Sends
 never wait: a subscriber that falls behind loses messages at its high-water mark, never slowing the
 pipeline. Binds to loopback unless `allow_remote: true`; across a network, CURVE encrypts and only the
 allowed client keys can subscribe.
@@ -36,7 +37,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from streamyolox.analytics.events import add_analytics
+from streamyolox.analytics.events import add_analytics, is_end_of_stream
 from streamyolox.config_fields import OptionError, ranged
 from streamyolox.detections import Detections, frame_record
 from streamyolox.draw import annotate
@@ -247,19 +248,25 @@ class ZmqSink(Stage):
     def process(self, packet: Packet) -> list[Packet]:
         cfg: ZmqSinkConfig = self.config
         assert self._sock is not None, "zmq sink used before open()"
+        self._drain_subscriptions()
+        # each event also on its own topic, so a consumer of events alone need not parse frames; before
+        # the frame's message, so a subscriber that stops at frame N has every event up to N
+        event_topic = f"{EVENTS_TOPIC_PREFIX}{packet.meta.stream}".encode()
+        for event in packet.events:
+            self._send([event_topic, encode_payload(event.to_json(), cfg.format)], "events_sent", "events_dropped")
+        if not is_end_of_stream(packet.meta.extra):  # a count stage's last events come without a frame
+            self._send(self._frame_message(packet), "sent", "dropped")
+        return []
+
+    def _frame_message(self, packet: Packet) -> list[bytes]:
+        cfg: ZmqSinkConfig = self.config
         topic = (cfg.topic if cfg.topic is not None else packet.meta.stream).encode()
         record = add_analytics(frame_record(packet.meta, packet.detections), packet.events, packet.counts)
         parts = [topic, encode_payload(record, cfg.format)]
         if cfg.thumbnail and packet.frame is not None:
             parts.append(jpeg_thumbnail(packet.frame, packet.detections, cfg.thumbnail_width,
                                         cfg.thumbnail_quality, cfg.thumbnail_annotate))
-        self._drain_subscriptions()
-        self._send(parts, "sent", "dropped")
-        # each event also on its own topic, so a consumer of events alone need not parse frames
-        event_topic = f"{EVENTS_TOPIC_PREFIX}{packet.meta.stream}".encode()
-        for event in packet.events:
-            self._send([event_topic, encode_payload(event.to_json(), cfg.format)], "events_sent", "events_dropped")
-        return []
+        return parts
 
     def _send(self, parts: list[bytes], sent: str, dropped: str) -> None:
         assert self._sock is not None

@@ -140,3 +140,63 @@ def test_shipped_publish_zmq_pipeline_one_valid_message_per_frame(street_720p: P
     for r in records:
         jsonschema.validate(r, message_schema())
     assert sum(len(r["detections"]) for r in records) > 300
+
+
+def _events_publish(endpoint: str, n: int) -> list[dict]:
+    """n frames of stream cam through a real zmq sink; frame 3 carries a line crossing, frame 5 a zone
+    enter and the last a zone exit (as a count stage attaches them); returns the events' JSON."""
+    from streamyolox.analytics.events import Event
+
+    sink = make_stage(ZmqSink, {"endpoint": endpoint, "wait_subscribers": 1, "wait_timeout_s": 30})
+    sink.open()
+    sent = []
+    for i in range(n):
+        events = []
+        if i == 3:
+            events.append(Event("line_in", "door", "cam", i, 0.0, 7, "person", pts=i / 30))
+        if i == 5:
+            events.append(Event("zone_enter", "bay", "cam", i, 0.0, 7, "person", pts=i / 30))
+        if i == n - 1:
+            events.append(Event("zone_exit", "bay", "cam", i, 0.0, 7, "person", pts=i / 30, dwell_s=1.25))
+        sent += [e.to_json() for e in events]
+        dets = Detections([[0, 0, 10, 10]], [0.9], [0], [7])
+        sink.process(Packet(FrameMeta("cam", i, i / 30, 0.0, 64, 48), None, detections=dets, events=events))
+    sink.close()
+    return sent
+
+
+def test_event_messages_are_counted_apart_from_frames_and_printed() -> None:
+    endpoint = free_endpoint()
+    proc = start("-m", "streamyolox", "subscribe", endpoint, "--topic", "cam", "--count", "10", "--timeout", "20")
+    sent = _events_publish(endpoint, 10)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    frames = [r for r in lines if "event_id" not in r]
+    events = [{k: v for k, v in r.items() if k != "schema_version"} for r in lines if "event_id" in r]
+    # --topic cam brings its events/cam topic too; --count counts frames, and frames have no gap
+    assert [r["frame"] for r in frames] == list(range(10)) and events == sent
+    assert "10 messages, 0 frames missed, 3 events (cam bay enter 1 exit 1; cam door in 1)" in err
+
+
+def test_no_events_leaves_the_event_topic_out() -> None:
+    endpoint = free_endpoint()
+    proc = start("-m", "streamyolox", "subscribe", endpoint, "--no-events", "--count", "10", "--timeout", "20")
+    _events_publish(endpoint, 10)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert all("event_id" not in json.loads(line) for line in out.splitlines()) and len(out.splitlines()) == 10
+    assert "events" not in err
+
+
+def test_table_shows_event_totals_and_the_latest_events_in_words() -> None:
+    endpoint = free_endpoint()
+    proc = start("-m", "streamyolox", "subscribe", endpoint, "--table", "--count", "10", "--timeout", "20")
+    _events_publish(endpoint, 10)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    rows = {tuple(c.strip() for c in line.split("│")[1:3]): [c.strip() for c in line.split("│")[3:7]]
+            for line in out.splitlines() if line.count("│") >= 7}
+    assert rows[("cam", "door")] == ["1", "0", "0", "0"] and rows[("cam", "bay")] == ["0", "0", "1", "1"]
+    assert "cam frame 3: person #7 crossed door (in)" in out
+    assert "cam frame 9: person #7 left bay after 1.2 s" in out or "cam frame 9: person #7 left bay after 1.3 s" in out
