@@ -102,7 +102,7 @@ def serve(board: MetricsBoard, port: int, pipeline: str, host: str = "127.0.0.1"
 
     registry = CollectorRegistry()
     registry.register(BoardCollector(board, pipeline))
-    api = Api(control, getattr(getattr(control, "sup", None), "wall", None), token)
+    api = Api(control, getattr(getattr(control, "sup", None), "wall", None), token or None)
 
     class Handler(BaseHTTPRequestHandler):
         def _other(self, method: str) -> None:

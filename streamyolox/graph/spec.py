@@ -90,7 +90,7 @@ def is_loopback(host: str) -> bool:
 
 def check_http_bind(host: str, token: str | None, host_label: str, token_label: str) -> None:
     """A server reachable from other machines needs a token (ValueError naming the options, one line)."""
-    if token is not None and (len(token) < 8 or any(c.isspace() for c in token)):
+    if token and (len(token) < 8 or any(c.isspace() for c in token)):  # "" (an unset ${VAR:-}) is none
         raise ValueError(f"{token_label}: expected at least 8 characters without spaces")
     if not is_loopback(host) and not token:
         raise ValueError(f"{host_label}: {host} is reachable beyond this machine: set {token_label} too")
