@@ -30,6 +30,8 @@ from streamyolox.graph.stage_loop import StageLoop
 from streamyolox.graph.transport import EdgeInfo, Outlet, SocketOutlet
 from streamyolox.model.spec import ModelSpec
 
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
 
 @dataclass
 class ProcessPlan:
@@ -64,15 +66,35 @@ def set_title(plan: ProcessPlan) -> None:
     setproctitle.setthreadtitle(plan.name[:15])
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGTERM us when the runner dies (best effort elsewhere: the parent-pid check remains)."""
+def _parent_of(pid: int) -> int | None:
+    """The parent pid of `pid` from /proc (None where there is no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])  # the name may hold spaces and ')'
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _die_with_parent(runner_pid: int) -> int:
+    """Ask Linux to SIGTERM us when our parent dies (best effort elsewhere: the parent-pid check remains);
+    returns the pid whose death means the runner's: the runner itself, or the runner's forkserver (a
+    forked stage's parent), which exits when the runner does (`streamyolox.graph.executors.local`)."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    if os.getppid() != parent_pid:
-        os._exit(1)
+    parent = os.getppid()
+    if parent != runner_pid and _parent_of(parent) not in (runner_pid, None):
+        os._exit(1)  # the runner (or its forkserver) died before we started
+    return parent
+
+
+def apply_thread_env(threads: int | None) -> None:
+    """The plan's intra-op threads for libraries that read them when loaded (a forked stage inherits the
+    forkserver's environment, not the one the runner had when it asked for the process)."""
+    if threads is not None:
+        os.environ.update(dict.fromkeys(THREAD_ENV, str(threads)))
 
 
 class StageProcess:
@@ -201,7 +223,8 @@ def child_main(plan: ProcessPlan, incarnation: int, stop: object, abort: object,
     """Entry point of a spawned stage process; exits 0 when its stages ended, 1 when one failed. `done`:
     the runner's flags of the processes that have finished (shared memory)."""
     set_title(plan)
-    _die_with_parent(parent_pid)
+    parent_pid = _die_with_parent(parent_pid)
+    apply_thread_env(plan.threads)
     logging.basicConfig(level=plan.log_level, format=f"%(asctime)s %(levelname)s [{plan.name}] %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal hangs up the whole group: the runner stops us
