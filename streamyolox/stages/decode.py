@@ -111,7 +111,9 @@ class DecodeStage(Stage):
 
     def open(self) -> None:
         cfg: DecodeConfig = self.config
-        self.streams = StreamSet(self.ctx.should_stop, self.ctx.log, self.ctx.count, self.ctx.set_value)
+        # late-bound: the context's hooks may be replaced after open (tests do)
+        self.streams = StreamSet(lambda: self.ctx.should_stop(), self.ctx.log,
+                                 lambda name, n: self.ctx.count(name, n), lambda name, v: self.ctx.set_value(name, v))
         if cfg.url is None:
             for opts in cfg.stream_options.values():
                 spec = source_spec(opts, f"streams.{opts.id}.url: ")

@@ -1,0 +1,107 @@
+"""Many streams in one `decode` stage against real GStreamer RTSP servers: a camera killed for good while the
+others run, and a live stream that keeps its newest frames behind a slow consumer while a file loses none."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamyolox.stages.decode import DecodeStage
+from streamyolox.stages.packet import Packet
+from streamyolox.stages.testing import make_stage
+from tests.sources.conftest import RtspServer, free_port, gst_rtsp_missing
+from tests.stages.test_decode_streams import by_stream, digest, reference_digests
+
+LIVE = {"open_timeout_s": 3, "read_timeout_s": 2, "stall_timeout_s": 2, "backoff_initial_s": 0.2,
+        "backoff_max_s": 0.5}
+
+
+@pytest.fixture(scope="module")
+def street_ref(street_720p: Path) -> list[str]:
+    return reference_digests(street_720p)
+
+
+@pytest.fixture(scope="module")
+def dog_480p() -> Path:
+    from tests.conftest import shared_file
+
+    return shared_file("media", "dog_pan_480p.mp4")
+
+
+@pytest.fixture
+def second_server(street_720p: Path) -> Iterator[RtspServer]:
+    reason = gst_rtsp_missing()
+    if reason:
+        pytest.skip(reason)
+    server = RtspServer(street_720p, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.rtsp
+@pytest.mark.timeout(120)
+def test_camera_killed_for_good_while_the_others_run(rtsp_server: RtspServer, second_server: RtspServer,
+                                                     dog_480p: Path, street_ref: list[str]) -> None:
+    streams = {"doomed": {"url": rtsp_server.url, "max_retries": 2, **LIVE},
+               "steady": {"url": second_server.url, "reconnect": False, **LIVE},
+               "file": str(dog_480p)}
+    stage = make_stage(DecodeStage, {"streams": streams, "threads": 1}, stage_id="cams")
+    stage.open()
+    packets: list[Packet] = []
+    killed_at = None
+    for p in stage.generate():  # ends by itself: the file ended, `steady` ended, `doomed` is down
+        packets.append(p)
+        if killed_at is None and sum(q.meta.stream == "doomed" for q in packets) == 45:
+            rtsp_server.kill()
+            killed_at = time.monotonic()
+    stage.close()
+    assert killed_at is not None
+    got = by_stream(packets)
+    status = {s["id"]: s for s in stage.streams_status()}
+    assert status["doomed"]["state"] == "down", status["doomed"]
+    assert "gave up after 2 reconnect attempts" in status["doomed"]["error"]
+    assert status["steady"]["state"] == status["file"]["state"] == "ended"
+    # The survivors: every frame, in order, as the file holds them (the RTSP server plays the 720p clip).
+    assert [digest(p.frame) for p in got["steady"]] == street_ref
+    assert [p.meta.frame for p in got["file"]] == list(range(150))
+    doomed = got["doomed"]
+    assert [p.meta.frame for p in doomed] == list(range(len(doomed)))
+    # The kill may cut the last frame short (FFmpeg conceals what is missing): all before it are whole.
+    assert [digest(p.frame) for p in doomed[:-1]] == street_ref[:len(doomed) - 1]
+    assert all(p.meta.extra["reconnects"] == 0 for p in doomed + got["steady"])
+    assert stage.ctx.counters["reconnect_attempts"] == 2
+
+
+@pytest.mark.rtsp
+@pytest.mark.timeout(120)
+def test_live_stream_keeps_its_newest_frames_a_file_loses_none(rtsp_server: RtspServer, dog_480p: Path,
+                                                               street_ref: list[str]) -> None:
+    dog_ref = reference_digests(dog_480p)
+    streams = {"cam": {"url": rtsp_server.url, "reconnect": False, **LIVE}, "file": str(dog_480p)}
+    stage = make_stage(DecodeStage, {"streams": streams, "threads": 1})
+    stage.open()
+    packets: list[Packet] = []
+    ages: list[float] = []
+    for p in stage.generate():
+        packets.append(p)
+        if p.meta.stream == "cam":
+            ages.append(time.time() - p.meta.time)
+        time.sleep(0.04)  # 25 frames/s for both streams together: slower than the 30 fps camera alone
+    stage.close()
+    got = by_stream(packets)
+    cam = {s["id"]: s for s in stage.streams_status()}["cam"]
+    assert [digest(p.frame) for p in got["file"]] == dog_ref, "a file stream loses nothing"
+    frames = [p.meta.frame for p in got["cam"]]
+    assert frames == sorted(set(frames)) and frames[-1] >= 295, frames[-5:]  # in order; the newest win
+    assert cam["frames"] == len(frames) and cam["frames"] + cam["dropped"] == cam["decoded"] == 300
+    assert cam["dropped"] >= 60, cam  # counted, never queued up
+    assert [digest(p.frame) for p in got["cam"]] == [street_ref[i] for i in frames]
+    # Fresh: at most its 2 buffered frames behind (~0.2 s here; a blocking reader would fall ~5 s behind).
+    assert sorted(ages)[int(0.95 * len(ages))] < 0.6, [round(a, 2) for a in ages]
+    assert stage.ctx.counters["source_dropped"] == cam["dropped"]
