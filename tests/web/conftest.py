@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 TOKEN = "wall-test-token-1"
 
 PIPE = """
-name: web
+name: {name}
 model: {{name: yolox-nano, weights: "{weights}"}}
 metrics: {{interval_s: 0.5}}
 stages:
@@ -35,7 +36,8 @@ stages:
     loop: true
     realtime: true
     max_fps: 5
-    streams: {{street: "{street}", dog: "{dog}"}}
+    streams: {{{streams}}}
+{extra}
   pre: {{kind: letterbox, inputs: [cams]}}
   detect: {{kind: yolox, inputs: [pre]}}
   post: {{kind: nms, inputs: [detect]}}
@@ -97,12 +99,14 @@ def wait_for(what: str, cond: Any, timeout: float, every: float = 0.1) -> Any:
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-@pytest.fixture(scope="session")
-def live(tmp_path_factory: pytest.TempPathFactory, nano_pth: Path, street_720p: Path) -> Iterator[Live]:
-    dog = shared_file("media", "dog_pan_480p.mp4")
-    tmp = tmp_path_factory.mktemp("web")
+@contextmanager
+def start_live(tmp: Path, weights: Path, streams: dict[str, Path], extra: str = "",
+               name: str = "web") -> Iterator[Live]:
+    """`streamyolox run` with the streams in one decode stage (`extra`: more of its options, YAML lines);
+    yields once every stream has frames at the sink; stops it with SIGINT and checks it left nothing."""
     out, log, pipe = tmp / "out.jsonl", tmp / "run.log", tmp / "web.yaml"
-    pipe.write_text(PIPE.format(weights=nano_pth, street=street_720p, dog=dog, out=out))
+    listed = ", ".join(f'{k}: "{v}"' for k, v in streams.items())
+    pipe.write_text(PIPE.format(name=name, weights=weights, streams=listed, extra=extra, out=out))
     cmd = [sys.executable, "-m", "streamyolox", "run", str(pipe), "--no-dashboard", "--http", "0",
            "--http-token", TOKEN]
     with open(log, "w", encoding="utf-8") as f:
@@ -110,10 +114,11 @@ def live(tmp_path_factory: pytest.TempPathFactory, nano_pth: Path, street_720p: 
     try:
         found = wait_for("the HTTP port in the log", lambda: re.search(
             r"metrics on http://127\.0\.0\.1:(\d+)/metrics", log.read_text()), 90)
-        run = Live(f"http://127.0.0.1:{found.group(1)}", proc, out, log, dog, street_720p)
-        wait_for("frames of both streams at the sink",
+        clip = shared_file("media", "dog_pan_480p.mp4")
+        run = Live(f"http://127.0.0.1:{found.group(1)}", proc, out, log, clip, streams.get("street", clip))
+        wait_for("frames of every stream at the sink",
                  lambda: proc.poll() is None and all(run.rows().get(s, {}).get("frames", 0) > 3
-                                                     for s in ("street", "dog")), 120, every=0.5)
+                                                     for s in streams), 120, every=0.5)
         yield run
     finally:
         if proc.poll() is None:
@@ -127,3 +132,10 @@ def live(tmp_path_factory: pytest.TempPathFactory, nano_pth: Path, street_720p: 
     assert code == 128 + signal.SIGINT, log.read_text()[-3000:]
     assert shm.leftovers(f"syx-{proc.pid}-") == []
     assert not any(p.startswith(f"syx-{proc.pid}-") for p in os.listdir("/tmp"))
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory, nano_pth: Path, street_720p: Path) -> Iterator[Live]:
+    dog = shared_file("media", "dog_pan_480p.mp4")
+    with start_live(tmp_path_factory.mktemp("web"), nano_pth, {"street": street_720p, "dog": dog}) as run:
+        yield run
