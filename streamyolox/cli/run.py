@@ -30,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--only", default=None, metavar="IDS",
                    help="comma-separated stage ids to run on this host (the others run elsewhere)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--executor", default=None, choices=["local", "ray"],
+                   help="where the stage processes run: here (local, the default) or on a Ray cluster "
+                        "(pip install 'streamyolox[ray]'; docs/cluster.md)")
+    p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                   help="the Ray cluster to join (ray start --head); default: RAY_ADDRESS or a local one")
+    p.add_argument("--shards", type=_positive_int, default=None, metavar="N",
+                   help="ray: split the sources' streams over N copies of the pipeline, spread over the nodes")
     p.set_defaults(func=cmd_run)
 
     v = subparsers.add_parser("validate", parents=[overrides], help="check a pipeline YAML")
@@ -38,6 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = subparsers.add_parser("stages", help="list stage kinds with their options")
     s.add_argument("kinds", nargs="*", help="only these kinds (built-in names or module:Class)")
     s.set_defaults(func=cmd_stages)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
+    return value
 
 
 def _error(message: str) -> int:
@@ -71,7 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     options = RunOptions(metrics_json=args.metrics_json, http_port=args.http, http_host=args.http_host,
                          http_token=args.http_token,
-                         dashboard=not args.no_dashboard and sys.stderr.isatty(), only=only)
+                         dashboard=not args.no_dashboard and sys.stderr.isatty(), only=only,
+                         executor=args.executor, ray_address=args.ray_address, shards=args.shards)
     result = run_pipeline(spec, options)
     if result.error:
         print(f"streamyolox: error: {result.error}", file=sys.stderr)
@@ -124,7 +139,8 @@ def cmd_stages(args: argparse.Namespace) -> int:
     for kind in args.kinds or list(BUILTIN_STAGES):
         print("\n".join(describe_kind(kind)))
     print("\nEvery stage also takes: inputs, worker, queue (8), policy (block|drop_oldest), "
-          "restart (never|on-failure), max_restarts (3), listen (tcp://host:port), threads, replicas (1).")
+          "restart (never|on-failure), max_restarts (3), listen (tcp://host:port), threads, replicas (1), "
+          "resources ({num_cpus, num_gpus}: placement on a Ray cluster).")
     return 0
 
 

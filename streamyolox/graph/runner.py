@@ -16,7 +16,6 @@ that were killed left behind (`streamyolox.graph.stale`).
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -29,13 +28,14 @@ import zmq
 
 from streamyolox.graph import liveness, losses, shm, stale
 from streamyolox.graph.commands import CommandHub, side_address
+from streamyolox.graph.executors import Executor, Node, ProcessHandle, make_executor
 from streamyolox.graph.metrics import MetricsBoard
 from streamyolox.graph.options import SpecError
 from streamyolox.graph.placement import place
 from streamyolox.graph.replicas import base_id, edge_roles, expand
 from streamyolox.graph.spec import PipelineSpec
 from streamyolox.graph.transport import EdgeInfo
-from streamyolox.graph.worker import ProcessPlan, child_main
+from streamyolox.graph.worker import ProcessPlan
 from streamyolox.web.wall import open_wall
 
 log = logging.getLogger("streamyolox.run")
@@ -43,7 +43,6 @@ DRAIN_S = 1.0  # after a stop signal, how long stages may drain before they abor
 TERM_S = 1.4  # ... before stragglers get SIGTERM
 KILL_S = 1.8  # ... and SIGKILL (so every stage is gone within 2 s)
 FINAL_WAIT_S = 1.5  # after the last process ended: how long its final report may take to arrive
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -56,6 +55,9 @@ class RunOptions:
     dashboard: bool = False
     only: list[str] | None = None
     log_interval_s: float | None = None  # plain log lines (None: the pipeline's metrics.interval_s)
+    executor: str | None = None  # None: the pipeline's executor.kind (local)
+    ray_address: str | None = None  # None: executor.address
+    shards: int | None = None  # None: executor.shards
 
 
 @dataclass
@@ -65,23 +67,28 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _edge_kind_and_address(spec: PipelineSpec, src: str, dst: str, index: int, run_dir: str) -> tuple[str, str]:
+def _edge_kind_and_address(spec: PipelineSpec, src: str, dst: str, index: int, run_dir: str,
+                           nodes: dict[str, Node]) -> tuple[str, str]:
     s, d = spec.stages[src], spec.stages[dst]
     if d.worker is not None and d.worker == s.worker:
         return "inproc", ""
     if d.listen is not None:
         host, _, port = d.listen.rpartition(":")
         return "tcp", f"{host}:{int(port) + d.inputs.index(src)}"
+    if src in nodes and dst in nodes and nodes[src].id != nodes[dst].id:  # placed on another node
+        return "tcp", f"tcp://{nodes[dst].address}:0"  # port 0: the executor gives it a free port there
     return "ipc", f"ipc://{run_dir}/e{index}"
 
 
-def plan_edges(spec: PipelineSpec, run_dir: str, prefix: str, only: set[str]) -> list[EdgeInfo]:
-    """One `EdgeInfo` per (producer, consumer) pair; edges crossing hosts (`--only`) must be tcp. An edge
+def plan_edges(spec: PipelineSpec, run_dir: str, prefix: str, only: set[str],
+               nodes: dict[str, Node] | None = None) -> list[EdgeInfo]:
+    """One `EdgeInfo` per (producer, consumer) pair; edges crossing hosts (`--only`) must be tcp, so must
+    edges between stages on different nodes (`nodes`: stage id -> where the executor placed it). An edge
     fed by files alone blocks even under `drop_oldest` (`streamyolox.graph.liveness`)."""
     policies = liveness.edge_policies(spec)
     edges = []
     for i, (src, dst) in enumerate(spec.edges()):
-        kind, address = _edge_kind_and_address(spec, src, dst, i, run_dir)
+        kind, address = _edge_kind_and_address(spec, src, dst, i, run_dir, nodes or {})
         if (src in only) != (dst in only) and kind != "tcp":
             raise SpecError(f"stages.{base_id(dst)}.listen: required: its input {base_id(src)!r} runs on "
                             "another host")
@@ -92,13 +99,19 @@ def plan_edges(spec: PipelineSpec, run_dir: str, prefix: str, only: set[str]) ->
     return edges
 
 
-def plan_processes(spec: PipelineSpec, edges: list[EdgeInfo], only: set[str], control: str,
-                   interval_s: float) -> list[ProcessPlan]:
-    """Group stages into processes (a named worker shares one) and give each its edges."""
+def process_groups(spec: PipelineSpec, only: set[str]) -> dict[str, list[str]]:
+    """Process name -> its stage ids (a named worker shares one process)."""
     groups: dict[str, list[str]] = {}
     for sid, s in spec.stages.items():
         if sid in only:
             groups.setdefault(s.worker or sid, []).append(sid)
+    return groups
+
+
+def plan_processes(spec: PipelineSpec, edges: list[EdgeInfo], only: set[str], control: str,
+                   interval_s: float) -> list[ProcessPlan]:
+    """Group stages into processes (a named worker shares one) and give each its edges."""
+    groups = process_groups(spec, only)
     index = {sid: k for k, ids in enumerate(groups.values()) for sid in ids}
     plans = []
     for name, ids in groups.items():
@@ -118,7 +131,9 @@ def plan_processes(spec: PipelineSpec, edges: list[EdgeInfo], only: set[str], co
 class Supervisor:
     """Starts the stage processes, watches them and their reports, and stops them."""
 
-    def __init__(self, spec: PipelineSpec, options: RunOptions) -> None:
+    def __init__(self, spec: PipelineSpec, options: RunOptions, executor: Executor | None = None) -> None:
+        self.executor = executor or make_executor()
+        spec = self.executor.shard(spec)  # `executor.shards: N`: N copies, the streams split between them
         wanted = set(options.only or spec.stages)
         # cheap stages share a process, threads per process (graph/placement.py); the wall (--http) shows frames
         http = options.http_port if options.http_port is not None else spec.metrics.http_port
@@ -127,19 +142,20 @@ class Supervisor:
         self.spec = spec
         self.options = options
         self.only = {sid for sid in spec.stages if base_id(sid) in wanted}
+        groups = process_groups(spec, self.only)
+        # before anything exists: a stage that no node can hold fails here (SpecError)
+        placed = self.executor.place({n: [spec.stages[i] for i in ids] for n, ids in groups.items()})
         _sweep_leftovers()
         self.run_dir = tempfile.mkdtemp(prefix=f"syx-{os.getpid()}-")  # named like the segments, for the sweep
         self.prefix = f"{os.path.basename(self.run_dir)}-"
-        self.mp = mp.get_context("spawn")
-        self.stop_ev = self.mp.Event()
-        self.abort_ev = self.mp.Event()
         self.zctx = zmq.Context()
         self.control = self.zctx.socket(zmq.PULL)
-        self.control_addr = f"ipc://{self.run_dir}/control"
+        self.control.bind(self.executor.control_address(self.run_dir))
+        self.control_addr = self.control.getsockopt_string(zmq.LAST_ENDPOINT)  # a tcp port 0 resolved
         # runner -> stage commands (live streams, the camera wall's tap): `command`, graph/commands.py
         self.commands = CommandHub(self.zctx, side_address(self.control_addr, "commands"))
-        self.control.bind(self.control_addr)
-        self.edges = plan_edges(spec, self.run_dir, self.prefix, self.only)
+        nodes = {sid: placed[name] for name, ids in groups.items() for sid in ids}
+        self.edges = plan_edges(spec, self.run_dir, self.prefix, self.only, nodes)
         self.board = MetricsBoard({sid: s.kind for sid, s in spec.stages.items() if sid in self.only},
                                   {e.index: e.dst for e in self.edges})
         self.board.accounting = self.streams  # the per-stream rows' drops (MetricsBoard.stream_rows)
@@ -148,8 +164,8 @@ class Supervisor:
         for p in self.plans.values():
             p.commands = self.commands.address
         self.wall = open_wall(self)  # with --http: the camera wall and its tap (streamyolox.web.wall)
-        self.done = self.mp.Array("b", len(self.plans), lock=False)  # processes that finished (exit 0)
-        self.procs: dict[str, Any] = {}
+        self.executor.open(list(self.plans.values()))
+        self.procs: dict[str, ProcessHandle] = {}
         self.incarnation = dict.fromkeys(self.plans, 0)
         self.finished: set[str] = set()
         self.exits: dict[str, int] = dict.fromkeys(self.plans, 0)  # exits that send a final report ...
@@ -161,23 +177,7 @@ class Supervisor:
     # -- processes -------------------------------------------------------------------------------------
     def start(self, name: str) -> None:
         plan = self.plans[name]
-        saved = {k: os.environ.get(k) for k in THREAD_ENV}
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child inherits "ignore SIGINT"
-        try:
-            if plan.threads is not None:
-                os.environ.update(dict.fromkeys(THREAD_ENV, str(plan.threads)))
-            proc = self.mp.Process(target=child_main, name=f"streamyolox-{name}",
-                                   args=(plan, self.incarnation[name], self.stop_ev, self.abort_ev, os.getpid(),
-                                         self.done))
-            proc.start()
-        finally:
-            signal.signal(signal.SIGINT, previous)
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        self.procs[name] = proc
+        self.procs[name] = self.executor.start(plan, self.incarnation[name])
         for s in plan.stages:
             self.board.set_state(s.id, "starting")
 
@@ -185,7 +185,7 @@ class Supervisor:
         if self.error is None and self.signal is None:
             self.error = message
             log.error("%s: stopping the pipeline", message)
-        self.abort_ev.set()
+        self.executor.abort()
         self.stop_time = self.stop_time or time.monotonic()
 
     def _exited(self, name: str, code: int) -> None:
@@ -198,7 +198,7 @@ class Supervisor:
         if code == 0:
             self.commands.down(targets, f"stage {ids[0]!r} has ended", restarting=False)
             self.finished.add(name)
-            self.done[plan.index] = 1  # its consumers end that input, even a restarted one (see Receiver)
+            self.executor.mark_done(plan.index)  # its consumers end that input, even a restarted one (see Receiver)
             return
         self._drain_reports()
         reported = [self.board.stats[i].error for i in ids if self.board.stats[i].error]
@@ -235,24 +235,24 @@ class Supervisor:
                 self.finals[msg[1]] += 1
             elif msg[0] == "stop" and self.stop_time is None:
                 log.info("%s: stopping the pipeline (sources stop, sinks flush)", msg[2])
-                self.stop_ev.set()
+                self.executor.stop()
                 self.stop_time = time.monotonic()
 
     def on_signal(self, signum: int, _frame: Any) -> None:
         if self.signal is None:
             log.warning("%s: stopping (sources stop, sinks flush)", signal.Signals(signum).name)
             self.signal = signum
-            self.stop_ev.set()
+            self.executor.stop()
             self.stop_time = self.stop_time or time.monotonic()
 
     def _escalate(self) -> None:
         waited = time.monotonic() - self.stop_time  # type: ignore[operator]
         if waited > DRAIN_S:
-            self.abort_ev.set()
+            self.executor.abort()
         for _name, proc in self.procs.items():
-            if proc.exitcode is None and waited > KILL_S:
+            if proc.exitcode() is None and waited > KILL_S:
                 proc.kill()
-            elif proc.exitcode is None and waited > TERM_S:
+            elif proc.exitcode() is None and waited > TERM_S:
                 proc.terminate()
 
     def loop(self, on_tick: Any = None) -> None:
@@ -262,8 +262,9 @@ class Supervisor:
             poller.poll(50)
             self._drain_reports()
             for name, proc in list(self.procs.items()):
-                if name not in self.finished and proc.exitcode is not None:
-                    self._exited(name, proc.exitcode)
+                code = proc.exitcode() if name not in self.finished else None
+                if code is not None:
+                    self._exited(name, code)
             if self.stop_time is not None:
                 self._escalate()
             if on_tick is not None:
@@ -279,12 +280,13 @@ class Supervisor:
 
     def close(self) -> None:
         """Make sure no process survives, then unlink every segment and socket file of the run."""
-        self.abort_ev.set()
+        self.executor.abort()
         for proc in self.procs.values():
-            proc.join(0.5 if proc.exitcode is None else 0)
-            if proc.exitcode is None:
+            proc.join(0.5 if proc.exitcode() is None else 0)
+            if proc.exitcode() is None:
                 proc.kill()
                 proc.join(2)
+        self.executor.close()
         if self.wall is not None:
             self.wall.close()
         self.commands.close()
@@ -321,13 +323,34 @@ def _sweep_leftovers() -> None:
                     ", ".join(map(str, found.owners)))
 
 
+def executor_for(spec: PipelineSpec, options: RunOptions) -> Executor:
+    """The pipeline's `executor:` block, with the command line's choices over it."""
+    kind = options.executor or spec.executor.kind
+    shards = options.shards or spec.executor.shards
+    if kind == "local":
+        if shards > 1:
+            raise SpecError("--shards: needs --executor ray (or executor.kind: ray)")
+        return make_executor()
+    if options.only:
+        raise SpecError("--only: not with the ray executor (Ray places every stage)")
+    return make_executor("ray", address=options.ray_address or spec.executor.address, shards=shards)
+
+
 def run_pipeline(spec: PipelineSpec, options: RunOptions | None = None) -> RunResult:
     """Run until the end of stream, a stop signal or a failure; returns the exit code and metrics."""
     from streamyolox.graph.dashboard import Reporter
     from streamyolox.web.control import StreamControl
 
     options = options or RunOptions()
-    sup = Supervisor(spec, options)
+    try:  # Ray missing, an unplaceable stage, too many shards: one line, nothing started
+        executor = executor_for(spec, options)
+    except SpecError as exc:
+        return RunResult(2, str(exc))
+    try:
+        sup = Supervisor(spec, options, executor)
+    except SpecError as exc:
+        executor.close()
+        return RunResult(2, str(exc))
     reporter = Reporter(sup.board, spec, options, control=StreamControl(sup))
     handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     try:
@@ -347,6 +370,7 @@ def run_pipeline(spec: PipelineSpec, options: RunOptions | None = None) -> RunRe
     streams = losses.add_rates(sup.board, sup.streams())
     losses.add_to_rows(summary["stages"], streams)
     summary.update({"pipeline": spec.name, "exit_code": code, "error": sup.error, "streams": streams})
+    summary["executor"] = executor.describe()  # ray: the node of every shard and process
     reporter.finish(summary)
     for dropped, line in losses.summary_lines(streams):
         log.log(logging.WARNING if dropped else logging.INFO, "%s", line)

@@ -36,6 +36,8 @@ class StageSpec:
         replicas: data parallelism: this many processes each run their own instance of the stage; the
             upstream stage sends each packet to one of them (round robin) and every consumer receives the
             replicas' outputs merged back into the original order (`streamyolox.graph.reorder`).
+        resources: what the stage's process asks of a cluster node (`num_cpus`, `num_gpus`, numbers >= 0;
+            summed over the stages of one process); only the `ray` executor places by them.
     """
 
     id: str
@@ -50,6 +52,7 @@ class StageSpec:
     listen: str | None = None
     threads: int | None = None
     replicas: int = 1
+    resources: dict[str, float] | None = None
     is_source: bool = False
     is_sink: bool = False
 
@@ -97,6 +100,30 @@ def check_http_bind(host: str, token: str | None, host_label: str, token_label: 
 
 
 @dataclass(frozen=True)
+class ExecutorSpec:
+    """The optional `executor:` block (the CLI's `--executor`, `--ray-address`, `--shards` override it).
+
+    Attributes:
+        kind: `local` (child processes of the runner, the default) or `ray` (Ray actors on a cluster:
+            `pip install 'streamyolox[ray]'`, docs/cluster.md).
+        address: the Ray cluster to join (`HOST:PORT` of `ray start --head`; None: `ray.init`'s default,
+            `RAY_ADDRESS` or a cluster started on this machine, else a new local one).
+        shards: split the sources' streams over this many copies of the pipeline (ray only).
+    """
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None
+    shards: int = ranged(1, ge=1)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if self.kind not in ("local", "ray"):
+            raise ValueError(f"kind: expected 'local' or 'ray', got {self.kind!r}")
+        if self.kind == "local" and (self.shards > 1 or self.address is not None):
+            raise ValueError(f"{'shards' if self.shards > 1 else 'address'}: needs kind: ray")
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     """A validated pipeline: stages keyed by id, in YAML order."""
 
@@ -105,6 +132,7 @@ class PipelineSpec:
     stages: dict[str, StageSpec]
     metrics: MetricsSpec = field(default_factory=MetricsSpec)
     source: str = "<memory>"
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
 
     def edges(self) -> list[tuple[str, str]]:
         """Every (producer id, consumer id) pair, in stage order."""

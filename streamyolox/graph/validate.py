@@ -16,19 +16,19 @@ from typing import Any
 import yaml
 
 from streamyolox.graph.options import SpecError, build_dataclass, convert, unknown_key_error
-from streamyolox.graph.spec import MetricsSpec, PipelineSpec, StageSpec
+from streamyolox.graph.spec import ExecutorSpec, MetricsSpec, PipelineSpec, StageSpec
 from streamyolox.model.spec import ModelSpec
 from streamyolox.stages.base import Stage
 from streamyolox.stages.registry import StageKindError, load_stage_class
 
 __all__ = ["SpecError", "apply_overrides", "interpolate", "load_pipeline", "parse_pipeline"]
 
-TOP_KEYS = ("name", "model", "stages", "metrics")
+TOP_KEYS = ("name", "model", "stages", "metrics", "executor")
 # Stage keys the runtime reads; everything else goes to the stage's Config. `threads` goes to both when the
 # Config declares it too.
 RUNTIME_FIELDS = {f: StageSpec.__dataclass_fields__[f] for f in
                   ("worker", "queue", "policy", "restart", "max_restarts", "listen", "threads",
-                   "replicas")}
+                   "replicas", "resources")}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -208,10 +208,20 @@ def _check_runtime(spec: StageSpec, path: str) -> None:
     if spec.listen is not None and not re.fullmatch(r"tcp://[^:/]+:\d+", spec.listen):
         raise SpecError(f"{path}.listen: expected tcp://host:port, got {spec.listen!r}")
     _check_replicas(spec, path)
+    _check_resources(spec, path)
     if spec.is_source and spec.inputs:
         raise SpecError(f"{path}.inputs: a source stage ({spec.kind!r}) takes no inputs")
     if not spec.is_source and not spec.inputs:
         raise SpecError(f"{path}.inputs: stage kind {spec.kind!r} needs at least one input")
+
+
+def _check_resources(spec: StageSpec, path: str) -> None:
+    """`resources: {num_cpus: 1, num_gpus: 0.5}`: what a cluster node must have free for this stage."""
+    for key, value in (spec.resources or {}).items():
+        if key not in ("num_cpus", "num_gpus"):
+            raise unknown_key_error(f"{path}.resources", key, ["num_cpus", "num_gpus"])
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise SpecError(f"{path}.resources.{key}: expected a number >= 0, got {value!r}")
 
 
 def _check_replicas(spec: StageSpec, path: str) -> None:
@@ -271,6 +281,7 @@ def parse_pipeline(doc: dict[str, Any], source: str = "<memory>") -> PipelineSpe
     name = convert(doc.get("name", Path(source).stem), str, "name")
     model = build_dataclass(ModelSpec, doc.get("model") or {}, "model")
     metrics = build_dataclass(MetricsSpec, doc.get("metrics") or {}, "metrics")
+    executor = build_dataclass(ExecutorSpec, doc.get("executor") or {}, "executor")
     raw_stages = doc.get("stages")
     if not isinstance(raw_stages, dict) or not raw_stages:
         raise SpecError(f"stages: expected a mapping of stage id -> stage, got {raw_stages!r}")
@@ -280,4 +291,4 @@ def parse_pipeline(doc: dict[str, Any], source: str = "<memory>") -> PipelineSpe
             raise SpecError(f"stages: invalid stage id {sid!r} (letters, digits, _ and -)")
         stages[sid] = parse_stage(sid, body)
     check_graph(stages)
-    return PipelineSpec(name=name, model=model, stages=stages, metrics=metrics, source=source)
+    return PipelineSpec(name=name, model=model, stages=stages, metrics=metrics, source=source, executor=executor)

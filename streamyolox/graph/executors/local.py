@@ -1,0 +1,80 @@
+"""The default executor: every process plan a child process of the runner on this machine (spawn)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from typing import Any
+
+from streamyolox.graph.executors.base import Executor, ProcessHandle
+from streamyolox.graph.worker import ProcessPlan, child_main
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+class LocalHandle(ProcessHandle):
+    def __init__(self, name: str, proc: Any) -> None:
+        self.name = name
+        self.proc = proc
+
+    def exitcode(self) -> int | None:
+        return self.proc.exitcode  # type: ignore[no-any-return]
+
+    def terminate(self) -> None:
+        self.proc.terminate()
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def join(self, timeout: float) -> None:
+        self.proc.join(timeout)
+
+
+class LocalExecutor(Executor):
+    """Child processes sharing the runner's stop / abort events and `done` flags (shared memory)."""
+
+    kind = "local"
+
+    def __init__(self, start_method: str = "spawn") -> None:
+        self.mp = mp.get_context(start_method)
+        self.stop_ev = self.mp.Event()
+        self.abort_ev = self.mp.Event()
+        self.done: Any = None
+
+    def open(self, plans: list[ProcessPlan]) -> None:
+        self.done = self.mp.Array("b", len(plans), lock=False)  # processes that finished (exit 0)
+
+    def start(self, plan: ProcessPlan, incarnation: int) -> LocalHandle:
+        return LocalHandle(plan.name, start_child(self.mp, plan, incarnation, self.stop_ev, self.abort_ev,
+                                                  self.done))
+
+    def stop(self) -> None:
+        self.stop_ev.set()
+
+    def abort(self) -> None:
+        self.abort_ev.set()
+
+    def mark_done(self, index: int) -> None:
+        self.done[index] = 1
+
+
+def start_child(ctx: Any, plan: ProcessPlan, incarnation: int, stop: Any, abort: Any, done: Any) -> Any:
+    """Start `child_main` for `plan` with its thread settings in the environment, ignoring SIGINT (a
+    terminal's Ctrl-C reaches the whole group; the parent decides how to stop)."""
+    saved = {k: os.environ.get(k) for k in THREAD_ENV}
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child inherits "ignore SIGINT"
+    try:
+        if plan.threads is not None:
+            os.environ.update(dict.fromkeys(THREAD_ENV, str(plan.threads)))
+        proc = ctx.Process(target=child_main, name=f"streamyolox-{plan.name}",
+                           args=(plan, incarnation, stop, abort, os.getpid(), done))
+        proc.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return proc
