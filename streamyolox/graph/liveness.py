@@ -17,9 +17,8 @@ is live; an edge fed by files alone blocks (back-pressure: nothing lost), and th
 
 A source that is not live is also *resumable*: its frames are the same on every read, so a restarted one
 skips what its consumers already have (see `streamyolox.graph.transport`) instead of sending it again. A
-mixed source is not: its files could resume, but a restarted live stream numbers its frames from 0 again
-and would be skipped up to the last frame sent before, so `restart: on-failure` is refused for it
-(`check_resume`).
+mixed source resumes too: its files skip what was delivered; its live frames (marked `extra["live"]`,
+numbered from 0 again by the new connection) are never skipped.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from __future__ import annotations
 import logging
 from functools import cache
 
-from streamyolox.graph.options import SpecError
 from streamyolox.graph.spec import PipelineSpec, StageSpec
 from streamyolox.sources.spec import SourceError, parse_source
 
@@ -63,14 +61,6 @@ def file_kind(stage: StageSpec) -> str | None:
     if None in kinds:
         return MIXED
     return files.pop() if len(files) == 1 else "file"
-
-
-def check_resume(stage: StageSpec) -> None:
-    """Refuse `restart: on-failure` on a source that cannot resume correctly (see the module doc)."""
-    if stage.restart == "on-failure" and file_kind(stage) == MIXED:
-        raise SpecError(f"stages.{stage.id}.restart: on-failure cannot restart a source that mixes files and "
-                        "live streams (its files would be sent again, or its live frames skipped); put the "
-                        "files and the live streams in two decode stages")
 
 
 def upstream_sources(spec: PipelineSpec) -> dict[str, frozenset[str]]:
@@ -114,4 +104,4 @@ def resumable(spec: PipelineSpec, stage_ids: list[str]) -> bool:
     inside = set(stage_ids)
     fed = set().union(*(feeds[i] for i in stage_ids))
     return any(spec.stages[i].is_source for i in stage_ids) and fed <= inside and \
-        all(file_kind(spec.stages[i]) not in (None, MIXED) for i in fed)
+        all(file_kind(spec.stages[i]) is not None for i in fed)

@@ -111,7 +111,6 @@ def check_display(spec: PipelineSpec, local: list[str]) -> None:
 def check_sources(spec: PipelineSpec, local: list[str]) -> dict[str, str]:
     """Each decode url here names something that exists; returns realpath -> option of every input file
     (media, images, the weights), which no output may overwrite."""
-    from streamyolox.graph.liveness import check_resume
     from streamyolox.sources import SourceError, parse_source
     from streamyolox.stages.decode import DecodeConfig
 
@@ -133,7 +132,6 @@ def check_sources(spec: PipelineSpec, local: list[str]) -> dict[str, str]:
                 raise SpecError(f"{where}: no camera: {source.target} does not exist")
             files = source.images or ((source.target,) if source.kind == "file" else ())
             inputs.update({os.path.realpath(f): where for f in files})
-        check_resume(spec.stages[sid])
     return inputs
 
 

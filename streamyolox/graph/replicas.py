@@ -79,7 +79,7 @@ class RoundRobinOutlet(Outlet):
             out.skips(packet, abort)  # waits for the probe's answer
         lasts = [out.resume_after[packet.meta.stream] for out in self.outlets
                  if packet.meta.stream in out.resume_after]
-        return bool(lasts) and packet.meta.frame <= max(lasts)
+        return bool(lasts) and packet.meta.frame <= max(lasts) and not packet.meta.extra.get("live")
 
     def send_eos(self) -> None:
         for out in self.outlets:

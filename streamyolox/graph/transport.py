@@ -204,7 +204,8 @@ class SocketOutlet(Outlet):
     def skips(self, packet: Packet, abort: Callable[[], bool]) -> bool:
         self._await_probe(abort)
         last = self.resume_after.get(packet.meta.stream)
-        return last is not None and packet.meta.frame <= last
+        # A live stream's frames are new on every read (its index starts again at 0): never skipped.
+        return last is not None and packet.meta.frame <= last and not packet.meta.extra.get("live")
 
     def _acquire(self, abort: Callable[[], bool]) -> int:
         self._await_probe(abort)

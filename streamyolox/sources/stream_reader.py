@@ -40,14 +40,16 @@ def stream_frames(spec: SourceSpec, opts: StreamOptions, hooks: SourceHooks,
                   reconnects: Callable[[], int], first: AvReader | None = None) -> Frames:
     """Every frame of the stream (see the module doc). `reconnects()` is the stream's reconnect count,
     written in each live frame's extra: downstream a change marks a new connection (the track stage
-    resets the stream's tracks). `first`: a connection the stage opened already (to fail fast)."""
+    resets the stream's tracks). `live` marks them too: a restarted source that resumes its files after
+    what its consumers have must not skip them (`streamyolox.graph.transport`). `first`: a connection the
+    stage opened already (to fail fast)."""
     if spec.kind == "images":
         yield from _image_frames(spec, opts, hooks)
     elif spec.live:
         frames = reconnecting_frames(spec, av_options(opts), retry_policy(opts), hooks, first)
         try:
             for index, raw in enumerate(frames):
-                yield index, raw, {"reconnects": reconnects()}
+                yield index, raw, {"reconnects": reconnects(), "live": True}
         finally:
             frames.close()  # closes the connection now, in this thread (not at garbage collection)
     else:

@@ -176,7 +176,9 @@ class StreamSet:
         while True:
             with self._cond:
                 packet = self._pop()
-                ended = packet is None and (self._should_stop() or all(s.over for s in self._streams.values()))
+                # With no stream yet (`streams: {}`), wait for one added live; after that, end when all are over.
+                ended = packet is None and (self._should_stop() or (
+                    bool(self._streams) and all(s.over for s in self._streams.values())))
                 if ended:
                     self._closed = True  # from now on `add` refuses: nobody would read the stream
                 elif packet is None:

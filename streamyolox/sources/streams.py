@@ -189,10 +189,7 @@ def collect_streams(inline: dict[str, Any] | None, streams_file: str | None,
             except ValueError as exc:
                 raise OptionError("streams_file", f"{streams_file}: {exc}") from None
             raw[stream_id] = value
-    if not raw:
-        raise OptionError("streams", "expected at least one stream (stream id -> url), e.g. "
-                          "--set stages.<id>.streams.cam1=clip.mp4")
-    return raw, parsed
+    return raw, parsed  # none is fine: the source waits for streams added live (POST /streams)
 
 
 def split_streams(stream_ids: list[str], n: int) -> list[list[str]]:

@@ -118,6 +118,10 @@ class DecodeStage(Stage):
             for opts in cfg.stream_options.values():
                 spec = source_spec(opts, f"streams.{opts.id}.url: ")
                 self.streams.add(opts, spec, keep_newest=is_live(spec, opts))
+            if not cfg.stream_options:
+                self.ctx.log.warning("source %r has no streams yet: it waits for streams added with POST /streams "
+                                     "(run with --http PORT), or set some: --set stages.%s.streams.ID=URL",
+                                     self.ctx.stage_id, self.ctx.stage_id.partition("#")[0])
             return
         self.stream_id = cfg.stream or self.ctx.stage_id
         opts = parse_stream(self.stream_id, cfg.url, cfg)

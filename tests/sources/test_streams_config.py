@@ -31,6 +31,7 @@ def test_stage_options_are_each_streams_defaults(video: str) -> None:
     assert (door.id, door.url, door.max_fps, door.threads) == ("door", video, 10, 1)
     assert (yard.id, yard.max_fps, yard.threads) == ("yard", 5, 1)
     assert cfg.url is None and cfg.processes == 1
+    assert DecodeConfig(streams={}).stream_options == {}  # a source that waits for streams added live
 
 
 @pytest.mark.parametrize(("value", "message"), [
@@ -63,8 +64,6 @@ def test_stream_ids_are_checked(bad: str) -> None:
     ({"url": "a.mp4", "streams": {"b": "b.mp4"}}, "stages.source.streams: cannot be combined with url ('a.mp4'); "
                                                   "set url: null (--set stages.<id>.url=null)"),
     ({}, "stages.source.url: set url (one stream) or streams (stream id -> url)"),
-    ({"streams": {}}, "stages.source.streams: expected at least one stream (stream id -> url), e.g. "
-                      "--set stages.<id>.streams.cam1=clip.mp4"),
     ({"streams": {"a": "a.mp4"}, "processes": 2}, "stages.source.processes: expected at most the number of "
                                                   "streams (1), got 2"),
     ({"url": "a.mp4", "processes": 2}, "stages.source.processes: spreads the streams of `streams` over "
@@ -131,16 +130,14 @@ def test_processes_expand_into_independent_sources(video: str, dog_jpg: Path) ->
     assert liveness.resumable(big, ["source#0"])  # every stream a file: a restart resumes per stream
 
 
-def test_mixed_sources_block_and_refuse_restarts(video: str) -> None:
+def test_mixed_sources_block_their_edges_and_resume(video: str) -> None:
     mixed = {"cam": "rtsp://127.0.0.1:9/x", "file": video}
     spec = parse_pipeline(pipeline({"streams": mixed}, sink_policy="drop_oldest"))
     assert liveness.file_kind(spec.stages["source"]) == liveness.MIXED
     assert liveness.edge_policies(spec, announce=False)[("source", "json")] == "block"
-    assert not liveness.resumable(spec, ["source"])
+    assert liveness.resumable(spec, ["source"])  # the files resume; live frames are never skipped
     live = parse_pipeline(pipeline({"streams": {"cam": mixed["cam"], "file": {"url": video, "realtime": True}}},
                                    sink_policy="drop_oldest"))
+    assert liveness.file_kind(live.stages["source"]) is None
     assert liveness.edge_policies(live, announce=False)[("source", "json")] == "drop_oldest"
-    doc = pipeline({"streams": mixed})
-    doc["stages"]["source"]["restart"] = "on-failure"
-    with pytest.raises(SpecError, match=r"^stages.source.restart: on-failure cannot restart a source that mixes"):
-        liveness.check_resume(parse_pipeline(doc).stages["source"])
+    assert not liveness.resumable(live, ["source"])

@@ -106,3 +106,32 @@ stages:
     assert len(cam) + dropped == 300, (len(cam), dropped)  # every camera frame delivered or counted
     cam_ages = sorted(r["age"] for r in lines(ages) if r["stream"] == "cam")
     assert cam_ages[int(0.95 * len(cam_ages))] < 1.0, cam_ages[-10:]  # blocking would make it ~10 s
+
+
+@pytest.mark.rtsp
+@pytest.mark.timeout(200)
+def test_mixed_source_killed_resumes_its_file_and_reconnects_its_camera(rtsp_server, tmp_path: Path) -> None:
+    ages = tmp_path / "ages.jsonl"
+    pipeline = write(tmp_path, f"""
+name: mx
+stages:
+  source: {{kind: decode, restart: on-failure,
+            streams: {{cam: {{url: "{rtsp_server.url}", reconnect: false}}, file: "{DEMO}"}}}}
+  slow: {{kind: "live_stages:Sleep", inputs: [source], sleep_ms: 40}}
+  sink: {{kind: "live_stages:AgeSink", inputs: [slow], path: "{ages}"}}
+""")
+    proc = start_run(pipeline, tmp_path)
+    try:
+        wait_lines(ages, 40)
+        kill_stage(proc.pid, "streamyolox[mx] source")
+    finally:
+        _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-3000:]
+    assert "restarting (1/3)" in err
+    got = frames_by_stream(ages)
+    assert got["file"] == list(range(120)), "the file resumed after what was delivered: none lost or twice"
+    cam = got["cam"]
+    restart = next(i for i in range(1, len(cam)) if cam[i] < cam[i - 1])  # the new connection: from 0 again
+    first, second = cam[:restart], cam[restart:]
+    assert first == sorted(set(first)) and second == sorted(set(second))
+    assert second[0] < 30 and second[-1] >= 290, "after the restart the camera's frames were not skipped"

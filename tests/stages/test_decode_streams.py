@@ -192,6 +192,26 @@ def test_add_and_remove_while_generating(street_720p: Path, dog_480p: Path, dog_
         stage.add_stream("e", str(dog_480p))
 
 
+def test_empty_source_waits_for_streams_added_live(dog_480p: Path, dog_ref: list[str]) -> None:
+    stage = make_stage(DecodeStage, {"streams": {}, "threads": 1})
+    stage.open()
+    consumer = Consumer(stage)
+    consumer.start()
+    time.sleep(0.5)
+    assert consumer.is_alive() and not consumer.packets  # no stream yet: it waits, it does not end
+    stage.add_stream("late", str(dog_480p))
+    consumer.join(60)
+    assert not consumer.is_alive() and consumer.error is None  # the one stream ended: so does the source
+    stage.close()
+    assert [digest(p.frame) for p in consumer.packets] == dog_ref
+    idle = make_stage(DecodeStage, {"streams": {}})
+    idle.open()
+    deadline = time.monotonic() + 0.5
+    idle.ctx.should_stop = lambda: time.monotonic() > deadline
+    assert list(idle.generate()) == []  # a stop ends the wait
+    idle.close()
+
+
 MEASURE_RSS = """
 import json, sys, psutil
 from streamyolox.stages.decode import DecodeStage
