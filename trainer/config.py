@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from streamyolox.config_fields import check_ranges, ranged
 from trainer.data.transforms import AugConfig
+
+IOU_TYPES = ("iou", "giou")
 
 
 @dataclass
@@ -30,38 +33,53 @@ class TrainConfig:
             whenever an evaluation improves mAP.
         freeze_bn: keep BatchNorm statistics fixed (eval mode) while training. Starting weights with BN
             folded into the convs are always unfolded first (`trainer.pretrained.unfold_bn`).
+        seed: seeds torch, numpy, `random`, the sampler, the loader workers and the augmentation.
+        deterministic: also `torch.use_deterministic_algorithms(True)` (and cuDNN without autotuning) for
+            the run, so that two runs on the same machine, thread count and CPU ISA give the same weights.
+            Different CPU models can still differ in the last bits (oneDNN/MKL pick kernels by ISA).
+
+    Raises:
+        OptionError (a ValueError): a value out of its range (`epochs: expected an int >= 1, got 0`).
     """
 
     model: str = "yolox-s"
     depth: float | None = None
     width: float | None = None
     weights: str | None = None
-    input_size: tuple[int, int] = (640, 640)
-    epochs: int = 300
-    batch: int = 64
-    basic_lr_per_img: float = 0.01 / 64.0
-    warmup_epochs: int = 5
-    warmup_lr: float = 0.0
-    min_lr_ratio: float = 0.05
-    no_aug_epochs: int = 15
-    weight_decay: float = 5e-4
-    momentum: float = 0.9
-    ema_decay: float | None = 0.9998
+    input_size: tuple[int, int] = ranged((640, 640), ge=32)
+    epochs: int = ranged(300, ge=1)
+    batch: int = ranged(64, ge=1)
+    basic_lr_per_img: float = ranged(0.01 / 64.0, gt=0)
+    warmup_epochs: int = ranged(5, ge=0)
+    warmup_lr: float = ranged(0.0, ge=0)
+    min_lr_ratio: float = ranged(0.05, ge=0, le=1)
+    no_aug_epochs: int = ranged(15, ge=0)
+    weight_decay: float = ranged(5e-4, ge=0)
+    momentum: float = ranged(0.9, ge=0, lt=1)
+    ema_decay: float | None = ranged(0.9998, gt=0, lt=1)
     amp: bool = True
     iou_type: str = "iou"
-    eval_interval: int = 10
-    save_interval: int = 1
-    eval_conf: float = 0.001
-    eval_nms: float = 0.65
-    workers: int = 4
+    eval_interval: int = ranged(10, ge=1)
+    save_interval: int = ranged(1, ge=1)
+    eval_conf: float = ranged(0.001, ge=0, le=1)
+    eval_nms: float = ranged(0.65, ge=0, le=1)
+    workers: int = ranged(4, ge=0)
     device: str = "auto"
     output: str = "runs/exp"
     resume: bool | str = False
-    seed: int = 0
+    seed: int = ranged(0, ge=0, lt=2**32)  # numpy's seed range
     freeze_bn: bool = False
+    deterministic: bool = False
     progress: bool = True
     tensorboard: bool = True
     aug: AugConfig = field(default_factory=AugConfig)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if any(side % 32 for side in self.input_size):
+            raise ValueError(f"input_size: expected multiples of 32, got {tuple(self.input_size)}")
+        if self.iou_type not in IOU_TYPES:
+            raise ValueError(f"iou_type: expected one of {', '.join(IOU_TYPES)}, got {self.iou_type!r}")
 
     @property
     def lr(self) -> float:

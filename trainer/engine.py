@@ -24,6 +24,7 @@ from streamyolox.weights import WeightsError, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data.dataset import TrainDataset, collate_train, worker_init
 from trainer.data.records import DetectionData
+from trainer.determinism import DeterminismState, enable_determinism, restore_determinism, seed_everything
 from trainer.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, shutdown
 from trainer.evaluate import EvalResult, evaluate
 from trainer.loss import YOLOXLoss
@@ -81,6 +82,7 @@ class Trainer:
         self.epoch_losses: dict[str, float] = {}
         self.last_eval: EvalResult | None = None
         self.no_aug = False
+        self._determinism: DeterminismState | None = None
 
     # -- the loop ---------------------------------------------------------------------------------
     def train(self) -> EvalResult | None:
@@ -108,7 +110,9 @@ class Trainer:
     def before_train(self) -> None:
         cfg = self.cfg
         self.dist: DistInfo = init_distributed(cfg.device)
-        torch.manual_seed(cfg.seed + self.dist.rank)
+        seed_everything(cfg.seed + self.dist.rank)
+        if cfg.deterministic:
+            self._determinism = enable_determinism()
         self.device = self.dist.device
         self.model = self._build_model().to(self.device)
         self._build_loader()
@@ -190,8 +194,13 @@ class Trainer:
         self._emit("after_epoch")
 
     def after_train(self) -> None:
-        self._emit("after_train")
-        shutdown(self.dist)
+        try:
+            self._emit("after_train")
+        finally:
+            if self._determinism is not None:
+                restore_determinism(self._determinism)
+                self._determinism = None
+            shutdown(self.dist)
 
     # -- pieces -----------------------------------------------------------------------------------
     @property
@@ -239,9 +248,13 @@ class Trainer:
         else:
             self.sampler = RandomSampler(self.dataset, generator=torch.Generator().manual_seed(cfg.seed))
         drop_last = len(self.dataset) // self.dist.world_size >= per_process
+        # its own generator: the workers' seeds (and so their augmentation, see `worker_init`) follow from
+        # cfg.seed alone, not from whatever else drew from torch's global RNG first
+        workers_rng = torch.Generator().manual_seed(cfg.seed + self.dist.rank)
         self.loader = DataLoader(self.dataset, batch_size=per_process, sampler=self.sampler,
                                  num_workers=cfg.workers, collate_fn=collate_train, worker_init_fn=worker_init,
-                                 pin_memory=self.device.type == "cuda", drop_last=drop_last)
+                                 pin_memory=self.device.type == "cuda", drop_last=drop_last,
+                                 generator=workers_rng)
         self.iters_per_epoch = len(self.loader)
 
     def _save(self) -> None:

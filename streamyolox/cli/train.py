@@ -36,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-interval", type=int, default=10)
     p.add_argument("--save-interval", type=int, default=1)
     p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds torch, numpy, random, loader and augmentation")
+    p.add_argument("--deterministic", action="store_true", help="deterministic torch algorithms: the same "
+                   "weights on a rerun on this machine")
     p.add_argument("--no-ema", action="store_true", help="no EMA of the weights")
     p.add_argument("--no-amp", action="store_true", help="full precision on GPU")
     p.add_argument("--no-mosaic", action="store_true", help="no mosaic/mixup/affine at all")
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                           no_aug_epochs=min(args.no_aug_epochs, args.epochs), ema_decay=None if args.no_ema else 0.9998,
                           amp=not args.no_amp, eval_interval=args.eval_interval, save_interval=args.save_interval,
                           workers=args.workers, device=args.device, output=args.output, resume=args.resume,
-                          seed=args.seed, freeze_bn=args.freeze_bn, iou_type=args.iou_loss, aug=aug)
+                          seed=args.seed, deterministic=args.deterministic, freeze_bn=args.freeze_bn, iou_type=args.iou_loss, aug=aug)
         train = load_data(args.data, "train", args.images)
         if args.val:
             val = load_data(args.val, "val")

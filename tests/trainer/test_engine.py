@@ -130,3 +130,36 @@ def test_hooks_no_aug_switch_checkpoints_and_resume(tmp_path: Path) -> None:
     assert resumed.start_epoch == 2 and [e[1] for e in rec.events if e[0] == "before_epoch"] == [2]
     assert resumed.global_iter == 3  # one iteration per epoch, continued
     assert read_checkpoint(tmp_path / "run" / "last.pth")[1]["train_state"]["epoch"] == 3
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"epochs": 0}, "epochs: expected an int >= 1, got 0"),
+    ({"seed": -1}, r"seed: expected an int in \[0, 4294967296\), got -1"),
+    ({"input_size": (96, 100)}, r"input_size: expected multiples of 32, got \(96, 100\)"),
+    ({"ema_decay": 1.5}, r"ema_decay: expected a number in \(0, 1\), got 1.5"),
+    ({"iou_type": "diou"}, "iou_type: expected one of iou, giou, got 'diou'"),
+])
+def test_config_rejects_bad_values(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        TrainConfig(**kwargs)
+
+
+def test_deterministic_runs_give_the_same_weights(tmp_path: Path) -> None:
+    """Same seed, `deterministic: true`, one thread: two runs end with equal weights (a third with another
+    seed does not, so the comparison can fail); the global switch is put back after the run."""
+    data = load_data(write_coco(tmp_path / "data", 4, height=96, width=96))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = []
+        for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+            cfg = _cfg(tmp_path / name, 2)
+            cfg.seed, cfg.deterministic = seed, True
+            trainer = Trainer(cfg, data)
+            trainer.train()
+            runs.append(trainer.model.state_dict())
+            assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert not all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
