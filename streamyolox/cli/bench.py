@@ -1,4 +1,5 @@
-"""`streamyolox bench model|ops|pipeline FILE.yaml|all`: measure, print a table, write JSON and a plot."""
+"""`streamyolox bench model|ops|pipeline FILE.yaml|all|capacity FILE.yaml`: measure, print a table, write JSON
+and a plot."""
 
 from __future__ import annotations
 
@@ -72,10 +73,58 @@ def _add_pipeline_opts(p: argparse.ArgumentParser, positional: bool) -> None:
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before the run is stopped")
 
 
+def _add_capacity(sub: Any) -> None:
+    p = sub.add_parser("capacity", help="how many real-time streams a pipeline sustains (adds them one by one)",
+                       description="Copies of a clip played as cameras (realtime, looped), one more after each "
+                                   "measuring window (POST /streams), until a stream misses the target fps or "
+                                   "the frame-age budget; JSON and a plot of fps and age against the stream "
+                                   "count (default under benchmarks/results/).")
+    p.add_argument("file", type=Path, help="pipeline YAML (its decode stage reads the streams)")
+    p.add_argument("--target-fps", type=float, default=15.0, help="frames/s every stream must keep (default 15)")
+    p.add_argument("--max-age-ms", type=float, default=500.0, help="frame age p99 budget at the sinks (default 500)")
+    p.add_argument("--clip", type=Path, default=None,
+                   help="video played by every stream (default: ../shared/media/street_pan_720p.mp4)")
+    p.add_argument("--max-streams", type=int, default=16, help="stop after this many (default 16)")
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds after adding a stream before measuring")
+    p.add_argument("--window", type=float, default=10.0, help="measuring window per step in seconds")
+    p.add_argument("--fps-tolerance", type=float, default=0.05,
+                   help="a stream holds at target x (1 - this) frames/s (default 0.05)")
+    p.add_argument("--source", default=None, help="the decode stage (needed when there are several)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                   help="override passed to `streamyolox run` (repeatable)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="result JSON (default benchmarks/results/capacity_<name>.json)")
+    p.add_argument("--plot", type=Path, metavar="PNG", help="plot (default: the JSON's name with .png)")
+    p.set_defaults(func=run_capacity_cli)
+
+
+def run_capacity_cli(args: argparse.Namespace) -> int:
+    from streamyolox.bench.capacity import CapacityConfig, plot, run_capacity, write_json
+
+    clip = args.clip or shared_dir() / "media" / "street_pan_720p.mp4"
+    for path, what in ((args.file, "pipeline file"), (clip, "--clip")):
+        if not path.is_file():
+            print(f"streamyolox bench: {what} {path} not found", file=sys.stderr)
+            return 2
+    try:
+        cfg = CapacityConfig(args.file, clip.resolve(), args.target_fps, args.max_age_ms, args.max_streams,
+                             args.warmup, args.window, args.fps_tolerance, args.source, list(args.overrides))
+        doc = run_capacity(cfg, lambda msg: print(msg, file=sys.stderr, flush=True))
+    except (RuntimeError, ValueError, OSError) as exc:  # a failed run, a bad spec or option: one line
+        print(f"streamyolox bench: {exc}", file=sys.stderr)
+        return 1
+    out = args.json or REPO / "benchmarks" / "results" / f"capacity_{args.file.stem}.json"
+    write_json(out, doc)
+    plot(doc, args.plot or out.with_suffix(".png"))
+    print(f"{doc['max_streams_sustained']} stream(s) sustained at {cfg.target_fps:g} fps within "
+          f"{cfg.max_age_ms:g} ms ({doc['stopped']}); {out}")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("bench", help="benchmark the model, the ops and whole pipelines",
                                    description=__doc__)
     sub = parser.add_subparsers(dest="suite", metavar="SUITE", required=True)
+    _add_capacity(sub)
     for name, text in (("model", "each backend x batch x input size vs onnxruntime's bare model"),
                        ("ops", "letterbox, decode+NMS and transport vs their references and memcpy"),
                        ("pipeline", "a pipeline end to end on a file: frames/s, frame age, RSS"),
