@@ -37,6 +37,7 @@ from streamyolox.sources import AvReader, SourceError, SourceSpec, parse_source
 from streamyolox.sources.stream_reader import av_options
 from streamyolox.sources.stream_set import StreamSet
 from streamyolox.sources.streams import (
+    STREAM_AUTO_THREADS,
     StreamOptions,
     StreamSettings,
     check_stream_id,
@@ -116,8 +117,7 @@ class DecodeStage(Stage):
                                  lambda name, n: self.ctx.count(name, n), lambda name, v: self.ctx.set_value(name, v))
         if cfg.url is None:
             for opts in cfg.stream_options.values():
-                spec = source_spec(opts, f"streams.{opts.id}.url: ")
-                self.streams.add(opts, spec, keep_newest=is_live(spec, opts))
+                self._add(opts)
             if not cfg.stream_options:
                 self.ctx.log.warning("source %r has no streams yet: it waits for streams added with POST /streams "
                                      "(run with --http PORT), or set some: --set stages.%s.streams.ID=URL",
@@ -153,9 +153,15 @@ class DecodeStage(Stage):
         """Start reading a new stream; raises `StreamExists` for a taken id, ValueError for a bad option."""
         opts = parse_stream(stream_id, options, self.config)
         try:
-            spec = source_spec(opts, f"streams.{opts.id}.url: ")
+            return self._add(opts)
         except SourceError as exc:
             raise ValueError(str(exc)) from None
+
+    def _add(self, opts: StreamOptions) -> dict[str, Any]:
+        """One of many streams: live ones keep their newest frames; FFmpeg's auto threads are capped."""
+        spec = source_spec(opts, f"streams.{opts.id}.url: ")
+        if opts.threads == 0:
+            opts = dataclasses.replace(opts, threads=STREAM_AUTO_THREADS)
         return self.streams.add(opts, spec, keep_newest=is_live(spec, opts))
 
     def remove_stream(self, stream_id: str) -> dict[str, Any]:
