@@ -84,7 +84,8 @@ class _Stream:
         return self.base_index + self.decoded
 
     def status(self) -> dict[str, Any]:
-        return {"id": self.opts.id, "url": self.opts.url, "state": self.state, "live": self.keep_newest,
+        live = self.spec.live or self.opts.realtime
+        return {"id": self.opts.id, "url": self.opts.url, "state": self.state, "live": live,
                 "frames": self.frames, "decoded": self.decoded, "skipped": self.skipped,
                 "dropped": self.dropped, "reconnects": self.reconnects, "error": self.error,
                 "last_frame": self.last_frame, "buffered": len(self.buffer)}
