@@ -21,6 +21,11 @@ from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
 from streamyolox.stages.stream_paths import PathTemplate, parse_path
 
+# Per-stream files kept open at once; beyond, the least recently written is closed (and reopened to append
+# when its stream writes again), so many streams, or streams added and removed for days, stay within the
+# process's file limit.
+MAX_OPEN_FILES = 64
+
 
 @dataclass
 class JsonSinkConfig(StageConfig):
@@ -47,7 +52,9 @@ class JsonSink(Stage):
     def open(self) -> None:
         cfg: JsonSinkConfig = self.config
         self._template: PathTemplate = parse_path("json.path", cfg.path)
-        self._files: dict[str, TextIO] = {}  # file name -> open file (one for all when not templated)
+        # file name -> open file (one for all when not templated), least recently written first
+        self._files: dict[str, TextIO] = {}
+        self._started: set[str] = set()  # per-stream files this run created (one name per stream seen)
         if cfg.path == "-":
             self._files["-"] = sys.stdout
         elif not self._template.templated:
@@ -56,16 +63,19 @@ class JsonSink(Stage):
     def _open(self, name: str) -> TextIO:
         cfg: JsonSinkConfig = self.config
         path = Path(name)
+        # a file this run already wrote (closed to stay under MAX_OPEN_FILES) is continued
+        again = name in self._started
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # line buffered: every record reaches the file as it is written, so a killed run loses nothing;
             # a restarted sink (restart: on-failure) adds to what its previous incarnation wrote
-            out = open(path, "a" if cfg.append or self.ctx.restarts else "w",  # noqa: SIM115
+            out = open(path, "a" if cfg.append or self.ctx.restarts or again else "w",  # noqa: SIM115
                        buffering=1, encoding="utf-8")
         except OSError as exc:
             raise ValueError(f"json.path: cannot write {name!r}: {exc.strerror or exc}") from exc
         self._files[name] = out
-        if self._template.templated:
+        if self._template.templated and not again:
+            self._started.add(name)
             self.ctx.log.info("json sink: writing %s", name)
         return out
 
@@ -73,7 +83,14 @@ class JsonSink(Stage):
         if not self._template.templated:
             return next(iter(self._files.values()))
         name = self._template.render(stream)
-        return self._files.get(name) or self._open(name)
+        out = self._files.pop(name, None)
+        if out is not None:
+            self._files[name] = out  # most recently used last
+            return out
+        if len(self._files) >= MAX_OPEN_FILES:  # the least recently written stream's file
+            oldest = next(iter(self._files))
+            self._files.pop(oldest).close()
+        return self._open(name)
 
     def process(self, packet: Packet) -> list[Packet]:
         record = add_analytics(frame_record(packet.meta, packet.detections), packet.events, packet.counts)

@@ -220,3 +220,18 @@ stages:
             diffs = {k: float(np.abs(written[i].astype(np.int16) - expected[k]).mean())
                      for k in range(max(0, i - 2), min(len(expected), i + 3))}
             assert diffs[i] < 3.0 and min(diffs, key=diffs.__getitem__) == i, (stream, i, diffs)
+
+
+def test_json_sink_keeps_a_bounded_number_of_files_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamyolox.stages.json_sink as json_sink
+
+    monkeypatch.setattr(json_sink, "MAX_OPEN_FILES", 2)
+    sink = make_stage(JsonSink, {"path": str(tmp_path / "{stream}.jsonl")})
+    sink.open()
+    streams = [_frames(s, 4) for s in ("a", "b", "c")]
+    for p in _interleaved(*streams):  # a, b, c, a, ...: every write but the first two reopens a file
+        sink.process(p)
+        assert len(sink._files) <= 2
+    sink.close()
+    for s in ("a", "b", "c"):  # reopened files were continued, not replaced
+        assert [r["frame"] for r in _records(tmp_path / f"{s}.jsonl")] == [0, 1, 2, 3]
