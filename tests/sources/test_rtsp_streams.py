@@ -3,6 +3,7 @@ others run, and a live stream that keeps its newest frames behind a slow consume
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,3 +106,32 @@ def test_live_stream_keeps_its_newest_frames_a_file_loses_none(rtsp_server: Rtsp
     # Fresh: at most its 2 buffered frames behind (~0.2 s here; a blocking reader would fall ~5 s behind).
     assert sorted(ages)[int(0.95 * len(ages))] < 0.6, [round(a, 2) for a in ages]
     assert stage.ctx.counters["source_dropped"] == cam["dropped"]
+
+
+@pytest.mark.rtsp
+@pytest.mark.timeout(120)
+def test_camera_added_and_removed_while_generating(rtsp_server: RtspServer, dog_480p: Path,
+                                                   street_ref: list[str]) -> None:
+    from tests.stages.test_decode_streams import Consumer, wait_for
+
+    stage = make_stage(DecodeStage, {"streams": {"file": {"url": str(dog_480p), "loop": True}}, "threads": 1})
+    stage.open()
+    consumer = Consumer(stage)
+    consumer.start()
+    wait_for(lambda: consumer.count("file") >= 30)
+    assert stage.add_stream("cam", {"url": rtsp_server.url, **LIVE})["state"] == "connecting"
+    wait_for(lambda: consumer.count("cam") >= 60)
+    status = {s["id"]: s for s in stage.streams_status()}
+    assert status["cam"]["state"] == "up" and status["cam"]["live"] and not status["file"]["live"]
+    removed = stage.remove_stream("cam")
+    time.sleep(0.5)
+    assert consumer.count("cam") == removed["frames"] == removed["last_frame"] + 1
+    stage.remove_stream("file")
+    consumer.join(30)
+    assert not consumer.is_alive() and consumer.error is None
+    stage.close()
+    cam = by_stream(consumer.packets)["cam"]
+    frames = [p.meta.frame for p in cam]
+    assert frames == sorted(set(frames)) and frames[0] < 30  # a live stream keeps its newest: gaps allowed
+    assert [digest(p.frame) for p in cam] == [street_ref[i] for i in frames]
+    assert all(t.name != "cam-reader" for t in threading.enumerate()), "the removed camera's reader stopped"
