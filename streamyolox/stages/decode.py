@@ -94,7 +94,6 @@ class DecodeConfig(StreamSettings, StageConfig):
             raise OptionError("processes", f"expected at most the number of streams "
                               f"({len(self.stream_options)}), got {self.processes}")
 
-
     def for_process(self, index: int, n: int) -> DecodeConfig:
         """The options of process `index` of `processes: n`: its share of the streams (dealt round robin)."""
         ids = split_streams(list(self.raw_streams), n)[index]
