@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from streamyolox.graph.commands import StageUnavailable
 from streamyolox.web.control import StreamControl, is_taken
-from streamyolox.web.wall import BOUNDARY, WallHub, Watch, page
+from streamyolox.web.wall import BOUNDARY, WallFull, WallHub, Watch, page
 
 log = logging.getLogger("streamyolox.http")
 MAX_BODY = 64 * 1024
@@ -64,7 +64,7 @@ def error_code(exc: BaseException) -> int:
         return 400
     if isinstance(exc, TimeoutError):
         return 504
-    if isinstance(exc, StageUnavailable):
+    if isinstance(exc, StageUnavailable | WallFull):
         return 503
     return 500
 

@@ -25,11 +25,10 @@ from streamyolox.detections import Detections, FrameMeta
 from streamyolox.draw import annotate, annotate_counts, put_label
 from streamyolox.draw.annotate import DrawStyle
 from streamyolox.stages.packet import Packet
-from streamyolox.web.wall import Watch
+from streamyolox.web.wall import MAX_WATCHED, Watch
 
 SEND_HWM = 4  # JPEGs queued towards the runner before the tap drops
 JPEG_QUALITY = 75
-MAX_WATCHED = 64  # streams encoded at once (bounds the frames kept)
 
 
 @dataclass

@@ -31,6 +31,12 @@ BOUNDARY = "syxframe"
 MAX_WIDTH = 1920
 MAX_FPS = 30.0
 DETECTING_KINDS = ("nms", "track", "count")  # built-in stages whose output carries detections
+MAX_CLIENTS = 64  # MJPEG responses at once
+MAX_WATCHED = 64  # streams encoded at once (the tap keeps one frame of each)
+
+
+class WallFull(RuntimeError):
+    """Too many MJPEG clients or watched streams (HTTP 503)."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,12 @@ class WallHub:
                 log.debug("wall: could not reach the tap: %s", exc)
 
     def watch(self, stream: str, watch: Watch) -> int:
+        """Count a client in (WallFull beyond MAX_CLIENTS clients or MAX_WATCHED streams: each client holds
+        a server thread, each stream an encoder's frame)."""
         with self.cond:
+            streams = {s for s, _ in self.watchers.values()} | {stream}
+            if len(self.watchers) >= MAX_CLIENTS or len(streams) > MAX_WATCHED:
+                raise WallFull(f"the wall serves at most {MAX_CLIENTS} pictures of {MAX_WATCHED} streams at once")
             self.next_id += 1
             self.watchers[self.next_id] = (stream, watch)
             key = self.next_id
@@ -170,8 +181,11 @@ class WallHub:
         return None
 
     def mjpeg(self, stream: str, watch: Watch, alive: Callable[[], bool]) -> Iterator[bytes]:
-        """The parts of a multipart/x-mixed-replace response, while the stream is watched and `alive()`."""
-        key = self.watch(stream, watch)
+        """The parts of a multipart/x-mixed-replace response, while the stream is watched and `alive()`.
+        The client is counted in now (WallFull before any response is sent), out when the parts end."""
+        return self._parts(stream, self.watch(stream, watch), alive)
+
+    def _parts(self, stream: str, key: int, alive: Callable[[], bool]) -> Iterator[bytes]:
         try:
             seq = 0
             while not self.closed:

@@ -133,13 +133,6 @@ def test_cli_wraps_the_routes(live: Live) -> None:
     assert denied.returncode == 1 and "401" in denied.stderr
 
 
-def test_cli_says_when_nothing_listens() -> None:
-    res = _cli("streams", "list", "--http", "http://127.0.0.1:9")
-    assert res.returncode == 1
-    assert res.stderr.strip() == ("streamyolox: error: http://127.0.0.1:9: cannot connect (Connection refused): "
-                                  "is the pipeline running with --http?")
-
-
 def test_no_bind_beyond_loopback_without_a_token(tmp_path: Path, street_720p: Path) -> None:
     pipe = tmp_path / "p.yaml"
     pipe.write_text(f"name: p\nstages:\n  src: {{kind: decode, url: {street_720p}}}\n"

@@ -21,7 +21,7 @@ from streamyolox.graph.spec import PipelineSpec, StageSpec
 from streamyolox.model.spec import ModelSpec
 from streamyolox.stages.packet import Packet
 from streamyolox.web.tap import Tap, _Shot, render
-from streamyolox.web.wall import WallHub, Watch, tap_stage
+from streamyolox.web.wall import MAX_CLIENTS, MAX_WATCHED, WallFull, WallHub, Watch, tap_stage
 
 
 def _spec(*stages: tuple[str, str, tuple[str, ...], bool]) -> PipelineSpec:
@@ -177,3 +177,21 @@ def test_lines_and_zones_are_drawn_where_they_are_at_the_tile_size() -> None:
     assert near(LINE_COLOR, img[120:180, :]) == 0
     assert near(ZONE_COLOR, img[60:90, 295:305]) > 10  # the zone's right edge at x = 1200 / 4
     assert counts.lines["door"].points == ((0.0, 360.0), (1280.0, 360.0))  # the stage's own counts untouched
+
+
+def test_the_hub_refuses_beyond_its_limits() -> None:
+    zctx = zmq.Context()
+    hub = WallHub(zctx, "inproc://wall-limits", "tap:json", lambda *a, **k: None)
+    try:
+        keys = [hub.watch(f"s{i}", Watch()) for i in range(MAX_WATCHED)]
+        with pytest.raises(WallFull, match="at most 64 pictures of 64 streams"):
+            hub.mjpeg("one-more", Watch(), alive=lambda: True)  # refused before a response starts
+        keys += [hub.watch("s0", Watch()) for _ in range(MAX_CLIENTS - MAX_WATCHED)]
+        with pytest.raises(WallFull):
+            hub.watch("s1", Watch())
+        for key in keys:
+            hub.unwatch(key)
+        hub.unwatch(hub.watch("s1", Watch()))
+    finally:
+        hub.close()
+        zctx.term()
