@@ -57,6 +57,7 @@ def preflight(spec: PipelineSpec, *, http_port: int | None = None, metrics_json:
     check_display(spec, local)
     inputs = check_sources(spec, local)
     check_outputs(spec, local, inputs, metrics_json)
+    check_mp4_streams(spec, local)
     check_ports(spec, local, http_port)
     return spec
 
@@ -185,6 +186,39 @@ def check_outputs(spec: PipelineSpec, local: list[str], inputs: dict[str, str], 
             both = "is" if not template.templated else "can name a file"
             raise SpecError(f"{where}: {raw!r} {both} also written by {other}")
         written.append((template, label))
+
+
+def upstream_streams(spec: PipelineSpec, sid: str) -> list[str]:
+    """The stream ids the decode stages upstream of `sid` read (at start; more may be added live)."""
+    from streamyolox.stages.decode import DecodeConfig
+
+    seen: set[str] = set()
+    out: list[str] = []
+    todo = [sid]
+    while todo:
+        cur = todo.pop()
+        if cur in seen or cur not in spec.stages:
+            continue
+        seen.add(cur)
+        cfg = spec.stages[cur].options
+        if isinstance(cfg, DecodeConfig):
+            out += list(cfg.stream_options) if cfg.url is None else [cfg.stream or cur]
+        todo.extend(spec.stages[cur].inputs)
+    return sorted(set(out))
+
+
+def check_mp4_streams(spec: PipelineSpec, local: list[str]) -> None:
+    """An mp4 sink fed several streams needs `{stream}` in its path (one video per stream)."""
+    from streamyolox.stages.mp4_sink import Mp4Config
+
+    for sid in local:
+        cfg = spec.stages[sid].options
+        if isinstance(cfg, Mp4Config) and not parse_path("path", cfg.path).templated:
+            streams = upstream_streams(spec, sid)
+            if len(streams) > 1:
+                shown = ", ".join(streams[:4]) + (", ..." if len(streams) > 4 else "")
+                raise SpecError(f"stages.{sid}.path: {len(streams)} streams reach this mp4 sink ({shown}) but "
+                                f"{cfg.path!r} has no {{stream}}; write e.g. 'out/{{stream}}.mp4'")
 
 
 def port_error(host: str, port: int) -> str | None:

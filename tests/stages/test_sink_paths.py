@@ -235,3 +235,19 @@ def test_json_sink_keeps_a_bounded_number_of_files_open(tmp_path: Path, monkeypa
     sink.close()
     for s in ("a", "b", "c"):  # reopened files were continued, not replaced
         assert [r["frame"] for r in _records(tmp_path / f"{s}.jsonl")] == [0, 1, 2, 3]
+
+
+def test_preflight_refuses_an_mp4_sink_fed_several_streams_without_the_template(tmp_path: Path) -> None:
+    _check(tmp_path, f'  mp4: {{kind: mp4, inputs: [door], path: "{tmp_path}/one.mp4"}}\n')  # one stream: fine
+    with pytest.raises(SpecError) as info:
+        _check(tmp_path, f'  mp4: {{kind: mp4, inputs: [door, yard], path: "{tmp_path}/one.mp4"}}\n')
+    assert str(info.value) == (f"{tmp_path / 'p.yaml'}: stages.mp4.path: 2 streams reach this mp4 sink (door, yard) "
+                               f"but '{tmp_path}/one.mp4' has no {{stream}}; write e.g. 'out/{{stream}}.mp4'")
+    path = tmp_path / "many.yaml"  # the streams of one decode stage count too
+    path.write_text(f"""
+stages:
+  cams: {{kind: decode, streams: {{a: "{DEMO}", b: "{DEMO}", c: "{DEMO}"}}}}
+  mp4: {{kind: mp4, inputs: [cams], path: "{tmp_path}/one.mp4"}}
+""")
+    with pytest.raises(SpecError, match=r"3 streams reach this mp4 sink \(a, b, c\)"):
+        check_pipeline_file(path)
