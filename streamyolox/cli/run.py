@@ -74,6 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     only = None if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
+    from streamyolox.graph import forkserver
+
+    forkserver.start()  # it imports what the stages need while this process validates (graph/forkserver.py)
     try:
         # zoo weights missing here are downloaded now, once, rather than by each stage process
         spec = check_pipeline_file(args.file, args.sets, only=only, download=True, http_port=args.http,

@@ -85,8 +85,12 @@ def _die_with_parent(runner_pid: int) -> int:
     except (OSError, AttributeError):
         pass
     parent = os.getppid()
-    if parent != runner_pid and _parent_of(parent) not in (runner_pid, None):
-        os._exit(1)  # the runner (or its forkserver) died before we started
+    if parent != runner_pid:
+        from streamyolox.graph import forkserver
+
+        forkserver.detach_child()  # so that the server exits with the runner, and we with it
+        if _parent_of(parent) not in (runner_pid, None):
+            os._exit(1)  # the runner (or its forkserver) died before we started
     return parent
 
 

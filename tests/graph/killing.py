@@ -14,7 +14,7 @@ def stage_process(runner_pid: int, title: str, timeout: float = 60) -> psutil.Pr
     """The runner's child titled `title` (`streamyolox[demo] detect`), waiting for it to be started."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for child in psutil.Process(runner_pid).children():
+        for child in psutil.Process(runner_pid).children(recursive=True):  # forked by the forkserver
             try:
                 if child.cmdline()[:1] == [title]:
                     return child

@@ -33,7 +33,7 @@ def _leftovers_of(pid: int) -> tuple[list[str], list[Path]]:
 def test_next_run_sweeps_what_a_killed_runner_left(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     proc = _start_cli(tmp_path, SLOW.replace("RESTART", "never"))
     wait_lines(tmp_path / "out.jsonl", 10)
-    stages = psutil.Process(proc.pid).children()
+    stages = psutil.Process(proc.pid).children(recursive=True)  # and the forkserver they were forked from
     for p in stages:  # frozen, they cannot clean up after the runner: the worst case, every time
         p.suspend()
     proc.kill()

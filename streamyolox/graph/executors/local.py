@@ -1,4 +1,5 @@
-"""The default executor: every process plan a child process of the runner on this machine (spawn)."""
+"""The default executor: every process plan a child process of the runner on this machine (forked from the
+run's forkserver, `streamyolox.graph.forkserver`; spawned where there is none)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ import os
 import signal
 from typing import Any
 
+from streamyolox.graph import forkserver
 from streamyolox.graph.executors.base import Executor, ProcessHandle
-from streamyolox.graph.worker import ProcessPlan, child_main
-
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+from streamyolox.graph.worker import THREAD_ENV, ProcessPlan, child_main
 
 
 class LocalHandle(ProcessHandle):
@@ -36,8 +36,13 @@ class LocalExecutor(Executor):
 
     kind = "local"
 
-    def __init__(self, start_method: str = "spawn") -> None:
-        self.mp = mp.get_context(start_method)
+    def __init__(self, start_method: str | None = None) -> None:
+        # default: forked from a server with the common modules loaded (streamyolox.graph.forkserver), else spawn
+        start_method = start_method or ("forkserver" if forkserver.available() else "spawn")
+        self.forked = start_method == "forkserver"
+        if self.forked:
+            forkserver.start()  # no-op when `streamyolox run` started it before validating
+        self.mp = forkserver.context() if self.forked else mp.get_context(start_method)
         self.stop_ev = self.mp.Event()
         self.abort_ev = self.mp.Event()
         self.done: Any = None
@@ -57,6 +62,10 @@ class LocalExecutor(Executor):
 
     def mark_done(self, index: int) -> None:
         self.done[index] = 1
+
+    def close(self) -> None:
+        if self.forked:
+            forkserver.stop()  # the run's processes have ended: the server must not outlive the run
 
 
 def start_child(ctx: Any, plan: ProcessPlan, incarnation: int, stop: Any, abort: Any, done: Any) -> Any:
