@@ -38,7 +38,9 @@ class LocalExecutor(Executor):
 
     def __init__(self, start_method: str | None = None) -> None:
         # default: forked from a server with the common modules loaded (streamyolox.graph.forkserver), else spawn
-        start_method = start_method or ("forkserver" if forkserver.available() else "spawn")
+        # STREAMYOLOX_START_METHOD=spawn: the start method before the forkserver, for side-by-side benchmarks
+        start_method = start_method or os.environ.get("STREAMYOLOX_START_METHOD") or (
+            "forkserver" if forkserver.available() else "spawn")
         self.forked = start_method == "forkserver"
         if self.forked:
             forkserver.start()  # no-op when `streamyolox run` started it before validating
