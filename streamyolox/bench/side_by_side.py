@@ -16,6 +16,7 @@ Ratios are to `ort-bare`'s steady rate (the issue's yardstick); the run with the
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,16 @@ class SideBySideConfig:
     rounds: int = 2
     official_demo: Path | None = None  # benchmarks/official_demo_baseline.py, or None to leave it out
     runtimes: Sequence[str] = ("onnxruntime", "openvino")
+    before: bool = True  # also each pipeline as it ran before issue 14: spawned, one process per stage
+
+
+def before_sets(file: Path, sets: Sequence[str]) -> list[str]:
+    """Overrides that place every stage in its own process (a worker of its own name), as before the
+    default placement; with STREAMYOLOX_START_METHOD=spawn the processes start as before the forkserver."""
+    from streamyolox.graph.validate import load_pipeline
+
+    spec = load_pipeline(file, list(sets))
+    return [f"stages.{sid}.worker={sid}" for sid, s in spec.stages.items() if s.replicas == 1 and s.worker is None]
 
 
 def remux_copies(src: Path, dst: Path, copies: int) -> Path:
@@ -93,11 +104,21 @@ def bare_case(runtime: str, onnx: Path, frames: int, threads: int) -> Result:
                          "frames": frames})
 
 
-def pipeline_case(file: Path, cfg: SideBySideConfig) -> Result:
+def pipeline_case(file: Path, cfg: SideBySideConfig, before: bool = False) -> Result:
     sets = [f"stages.source.url={cfg.clip}", f"model.weights={cfg.weights}", *cfg.overrides]
-    top, *stages = run_pipeline_bench(PipelineBenchConfig(file, sets, repeats=1))
+    if before:
+        sets += before_sets(file, sets)
+    saved = os.environ.get("STREAMYOLOX_START_METHOD")
+    os.environ["STREAMYOLOX_START_METHOD"] = "spawn" if before else (saved or "")
+    try:
+        top, *stages = run_pipeline_bench(PipelineBenchConfig(file, sets, repeats=1))
+    finally:
+        os.environ.pop("STREAMYOLOX_START_METHOD")
+        if saved is not None:
+            os.environ["STREAMYOLOX_START_METHOD"] = saved
     e = top.extra
-    return Result(SUITE, file.stem, params={"file": str(file)}, fps=top.fps, p50_ms=top.p50_ms,
+    name = f"{file.stem} (before: spawn, a process per stage)" if before else file.stem
+    return Result(SUITE, name, params={"file": str(file), "before": before}, fps=top.fps, p50_ms=top.p50_ms,
                   p99_ms=top.p99_ms, peak_rss_mb=top.peak_rss_mb,
                   extra={"fps_with_startup": e["fps_wall"], "wall_s": e["wall_s"], "frames": e["frames"],
                          "first_output_s": e["first_output_s"], "exit_after_output_s": e["exit_after_output_s"],
@@ -138,6 +159,8 @@ def run_side_by_side(cfg: SideBySideConfig, log: Callable[[str], None] = lambda 
         cases[rt] = lambda rt=rt: bare_case(rt, cfg.onnx, cfg.frames, cfg.threads)  # type: ignore[misc]
     for file in cfg.pipelines:
         cases[file.stem] = lambda file=file: pipeline_case(file, cfg)  # type: ignore[misc]
+        if cfg.before:
+            cases[f"{file.stem} before"] = lambda file=file: pipeline_case(file, cfg, before=True)  # type: ignore[misc]
     runs: dict[str, list[Result]] = {name: [] for name in cases}
     for rnd in range(cfg.rounds):
         for name, case in cases.items():

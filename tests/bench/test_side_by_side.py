@@ -1,0 +1,55 @@
+"""Side-by-side bench pieces on real files: the remuxed clip, the bare runtime process, the README table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+
+from streamyolox.bench.harness import Result
+from streamyolox.bench.side_by_side import before_sets, markdown_table, remux_copies
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_remux_copies_repeats_the_frames(tmp_path: Path, street_720p: Path) -> None:
+    out = remux_copies(street_720p, tmp_path / "x2.mp4", 2)
+    with av.open(str(street_720p)) as a:
+        first = [f.to_ndarray(format="gray") for f in a.decode(video=0)]
+    with av.open(str(out)) as b:
+        frames = [f for f in b.decode(video=0)]
+        pts = [float(f.time) for f in frames]
+    assert len(frames) == 2 * len(first)
+    assert pts == sorted(pts) and len(set(pts)) == len(pts)  # the second copy continues the timeline
+    np.testing.assert_array_equal(frames[len(first) + 7].to_ndarray(format="gray"), first[7])
+
+
+def test_bare_runtime_process_reports(nano_onnx: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "streamyolox.bench.bare", "onnxruntime", str(nano_onnx),
+                           "--frames", "3", "--threads", "1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["frames"] == 3 and out["steady_fps"] > 0 and out["startup_s"] > 0
+    assert out["p99_ms"] >= out["p50_ms"] > 0
+
+
+def test_before_sets_give_each_stage_its_own_process() -> None:
+    sets = before_sets(REPO / "pipelines" / "demo.yaml", [f"stages.source.url={REPO / 'examples/media/demo.mp4'}"])
+    # detect has replicas (no worker allowed): the rest each get a worker of their own name
+    assert sets == [f"stages.{s}.worker={s}" for s in ("source", "pre", "post", "json")]
+
+
+def test_markdown_table_rows() -> None:
+    base = Result("side-by-side", "ort-bare b1", fps=80.0, extra={"fps_with_startup": 75.0})
+    pipe = Result("side-by-side", "demo", fps=64.0, ratio=0.8, ref="ort-bare b1", peak_rss_mb=700.0,
+                  extra={"fps_with_startup": 60.0, "ratio_with_startup": 0.75, "first_output_s": 1.2,
+                         "exit_after_output_s": 0.2, "peak_pss_mb": 400.0, "stage_ms": {"detect": 20.0}})
+    machine = {"date": "d", "commit": "abc", "cpu_model": "AMD EPYC", "cores_usable": 2, "memory_gb": 24,
+               "versions": {"onnxruntime": "1"}, "load_avg": [1, 1, 1]}
+    text = markdown_table({"machine": machine, "results": [base.to_json(), pipe.to_json()]})
+    assert "| demo | 64.0 | 0.80x | 60.0 | 0.75x | 1.20 | 0.20 | 700 | 400 |" in text
+    assert "| ort-bare b1 | 80.0 | - | 75.0 | - |" in text and "detect 20.00" in text and "AMD EPYC" in text
