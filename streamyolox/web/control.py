@@ -164,6 +164,8 @@ class StreamControl:
             if row is not None:
                 dropped = row.get("dropped") or 0
                 dropped = sum(dropped.values()) if isinstance(dropped, dict) else int(dropped)
+                # frames a live source dropped before emitting them are not in `emitted`: not counted here
+                dropped = max(0, dropped - int(row.get("dropped_source") or 0))
                 if row.get("frames", 0) + dropped >= emitted:
                     return True
             elif emitted == 0:
