@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -122,20 +123,20 @@ def _count(path: Path, stream: str) -> int:
 
 
 def test_prometheus_stream_series_and_health_while_running(tmp_path: Path, street_720p: Path) -> None:
-    """`short` (30 frames, as fast as it decodes) ends while `live` (the dog clip played in real time, 5 s)
-    runs: scraped then, `short` is ended with exactly its frames, `live` up and counting."""
+    """`short` (30 frames, as fast as it decodes) ends while `live` (the dog clip played in real time, in a
+    loop) runs: scraped then, `short` is ended with exactly its frames, `live` up and counting; then SIGINT."""
     dog = street_720p.parent / "dog_pan_480p.mp4"
     text = f"""
 metrics: {{interval_s: 0.2}}
 stages:
   src: {{kind: decode, streams: {{short: {{url: "{street_720p}", stride: 10}},
-                                 live: {{url: "{dog}", realtime: true}}}}}}
+                                 live: {{url: "{dog}", realtime: true, loop: true}}}}}}
   out: {{kind: "fake_stages:Collect", inputs: [src], path: "${{T}}/out.jsonl"}}
 """
     run = _Run(tmp_path, text)
     try:
         base = run.url()
-        end = time.monotonic() + 30
+        end = time.monotonic() + 60  # a loaded 2-core machine starts slowly
         health: dict = {}
         while time.monotonic() < end:
             health = json.loads(_get(f"{base}/health"))
@@ -162,12 +163,13 @@ stages:
         assert state[(("stream", "short"), ("streamyolox_stream_state", "ended"))] == 1.0
         assert state[(("stream", "live"), ("streamyolox_stream_state", "up"))] == 1.0
         assert state[(("stream", "live"), ("streamyolox_stream_state", "ended"))] == 0.0
-        assert 10 < series["streamyolox_stream_fps"][(("stream", "live"),)] < 60  # played at 30 fps
+        assert 5 < series["streamyolox_stream_fps"][(("stream", "live"),)] < 60  # played at 30 fps (or less)
         age = series["streamyolox_stream_frame_age_seconds"]
         live_q = [age[(("quantile", q), ("stream", "live"))] for q in ("0.5", "0.95", "0.99")]
         assert 0 <= live_q[0] <= live_q[1] <= live_q[2] < 5
         assert series["streamyolox_stream_dropped_frames_total"][(("stream", "live"),)] == 0
         assert series["streamyolox_stream_reconnects_total"][(("stream", "live"),)] == 0
     finally:
+        run.proc.send_signal(signal.SIGINT)
         code = run.finish(60)
-    assert code == 0, "".join(run.lines[-20:])
+    assert code == 130, "".join(run.lines[-20:])
