@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from streamyolox.bench.harness import Result, RssSampler
 
@@ -46,6 +47,7 @@ class RunSample:
     metrics: dict[str, Any]
     capture_times: list[float] = field(default_factory=list)
     first_output_s: float | None = None  # start of `streamyolox run` -> the first JSON line on disk
+    first_output_cpu_s: float | None = None  # CPU seconds the process tree had used by then
     exit_after_output_s: float | None = None  # the last JSON line on disk -> the run's exit
 
 
@@ -53,12 +55,32 @@ class SinkWatch:
     """When the JSON sinks' files first grew and last grew, polled every `interval_s` (the sink writes
     line-buffered, so a line is on disk when it is written). Hand-written: a file-size poll is all it takes."""
 
-    def __init__(self, paths: Sequence[Path], t0: float) -> None:
+    def __init__(self, paths: Sequence[Path], t0: float, root: int | None = None) -> None:
         self.paths = list(paths)
         self.t0 = t0
+        self.root = root
         self.sizes = [0] * len(self.paths)
         self.first: float | None = None
+        self.first_cpu: float | None = None  # CPU seconds of the whole tree at the first line (load-proof)
         self.last: float | None = None
+
+    def tree_cpu_s(self) -> float | None:
+        """User + system CPU seconds of the root process and every live descendant."""
+        if self.root is None:
+            return None
+        try:
+            root = psutil.Process(self.root)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return None
+        total = 0.0
+        for proc in procs:
+            try:
+                t = proc.cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system
+        return total
 
     def poll(self) -> None:
         now = time.perf_counter() - self.t0
@@ -69,7 +91,8 @@ class SinkWatch:
                 continue
             if size != self.sizes[i]:
                 self.sizes[i] = size
-                self.first = now if self.first is None else self.first
+                if self.first is None:
+                    self.first, self.first_cpu = now, self.tree_cpu_s()
                 self.last = now
 
     def wait(self, proc: subprocess.Popen, timeout_s: float, interval_s: float = 0.005) -> int:
@@ -112,7 +135,7 @@ def run_once(cfg: PipelineBenchConfig, workdir: Path) -> RunSample:
     with err_path.open("wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
-        watch = SinkWatch(list(sinks.values()), t0)
+        watch = SinkWatch(list(sinks.values()), t0, proc.pid)
         try:
             with RssSampler(proc.pid, interval_s=0.05, pss=True) as rss:
                 rc = watch.wait(proc, cfg.timeout_s)
@@ -127,7 +150,7 @@ def run_once(cfg: PipelineBenchConfig, workdir: Path) -> RunSample:
     times = [json.loads(line)["time"] for p in sinks.values() if p.exists()
              for line in p.read_text().splitlines() if line.strip()]
     return RunSample(wall, rss.peak_total_mb, rss.peak_pss_mb, dict(rss.peak_by_process),
-                     json.loads(metrics_path.read_text()), sorted(times), watch.first,
+                     json.loads(metrics_path.read_text()), sorted(times), watch.first, watch.first_cpu,
                      None if watch.last is None else wall - watch.last)
 
 
@@ -162,7 +185,8 @@ def summarize(sample: RunSample, name: str) -> list[Result]:
              "fps_with_startup": frames / elapsed if elapsed else None, "steady_fps": steady,
              # as a user sees it: frames over the whole `streamyolox run` (process start to exit)
              "fps_wall": frames / sample.wall_s if sample.wall_s else None,
-             "first_output_s": sample.first_output_s, "exit_after_output_s": sample.exit_after_output_s,
+             "first_output_s": sample.first_output_s, "first_output_cpu_s": sample.first_output_cpu_s,
+             "exit_after_output_s": sample.exit_after_output_s,
              "peak_pss_mb": sample.peak_pss_mb, "rss_by_process_mb": rss,
              "busy_s": {sid: s["busy_s"] for sid, s in stages.items()},
              "dropped": {sid: s["dropped"] for sid, s in stages.items()}}

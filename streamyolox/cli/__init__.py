@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["run"]:
+        from streamyolox.graph import forkserver
+
+        # before the parser is built (0.35 s of imports): the stages' modules load meanwhile, on another core
+        forkserver.start()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):

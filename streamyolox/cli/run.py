@@ -83,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                    metrics_json=args.metrics_json)
         check_http_flags(spec, args)
     except (SpecError, ValueError) as exc:
+        forkserver.stop()  # nothing runs: no stage, nor the server that would have forked them
         return _error(str(exc))
     from streamyolox.graph.runner import RunOptions, run_pipeline
 

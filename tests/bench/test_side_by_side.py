@@ -47,9 +47,9 @@ def test_markdown_table_rows() -> None:
     base = Result("side-by-side", "ort-bare b1", fps=80.0, extra={"fps_with_startup": 75.0})
     pipe = Result("side-by-side", "demo", fps=64.0, ratio=0.8, ref="ort-bare b1", peak_rss_mb=700.0,
                   extra={"fps_with_startup": 60.0, "ratio_with_startup": 0.75, "first_output_s": 1.2,
-                         "exit_after_output_s": 0.2, "peak_pss_mb": 400.0, "stage_ms": {"detect": 20.0}})
+                         "first_output_cpu_s": 2.5, "exit_after_output_s": 0.2, "peak_pss_mb": 400.0, "stage_ms": {"detect": 20.0}})
     machine = {"date": "d", "commit": "abc", "cpu_model": "AMD EPYC", "cores_usable": 2, "memory_gb": 24,
                "versions": {"onnxruntime": "1"}, "load_avg": [1, 1, 1]}
     text = markdown_table({"machine": machine, "results": [base.to_json(), pipe.to_json()]})
-    assert "| demo | 64.0 | 0.80x | 60.0 | 0.75x | 1.20 | 0.20 | 700 | 400 |" in text
+    assert "| demo | 64.0 | 0.80x | 60.0 | 0.75x | 1.20 | 2.50 | 0.20 | 700 | 400 |" in text
     assert "| ort-bare b1 | 80.0 | - | 75.0 | - |" in text and "detect 20.00" in text and "AMD EPYC" in text
