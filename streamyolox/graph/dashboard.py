@@ -81,6 +81,27 @@ def log_line(rows: list[dict[str, Any]]) -> str:
     return " | ".join(parts)
 
 
+def streams_line(rows: list[dict[str, Any]]) -> str:
+    """`streams: 3 up, 1 down | slowest cam2 9.8fps | oldest cam1 p99=412ms | dropped 12` (many streams
+    on one log line: the states counted, the worst of each)."""
+    states: dict[str, int] = {}
+    for r in rows:
+        states[r["state"]] = states.get(r["state"], 0) + 1
+    parts = ["streams: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))]
+    running = [r for r in rows if r["state"] == "up"]
+    if running:
+        slow = min(running, key=lambda r: r["fps"])
+        parts.append(f"slowest {slow['id']} {slow['fps']:.1f}fps")
+    aged = [r for r in rows if r["age_p99_s"] is not None]
+    if aged:
+        old = max(aged, key=lambda r: r["age_p99_s"])
+        parts.append(f"oldest {old['id']} p99={_ms(old['age_p99_s'])}ms")
+    dropped = sum(r["dropped"] for r in rows)
+    if dropped:
+        parts.append(f"dropped {dropped}")
+    return " | ".join(parts)
+
+
 class Reporter:
     """Drives the live view, the log lines, the HTTP endpoint and the final outputs of one run."""
 
@@ -118,6 +139,9 @@ class Reporter:
                 self.live.update(self.view())
         elif now >= self.next_at:
             log.info("%s", log_line(self.board.rows()))
+            streams = self.board.stream_rows()
+            if len(streams) > 1:
+                log.info("%s", streams_line(streams))
         if now >= self.next_at:
             self.next_at = now + self.interval
 

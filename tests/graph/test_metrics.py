@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 from rich.console import Console
 
-from streamyolox.graph.dashboard import Reporter
+from streamyolox.graph.dashboard import Reporter, streams_line
 from streamyolox.graph.metrics import MetricsBoard, StageMetrics
 from streamyolox.graph.stream_metrics import MAX_STREAMS, Reservoir, StreamBook, bump
 
@@ -170,3 +170,12 @@ def test_dashboard_shows_a_row_per_stream_capped_to_the_terminal() -> None:
     reporter.console = Console(file=io.StringIO(), width=120, height=200, record=True)
     reporter.console.print(reporter.view())
     assert "more streams" not in reporter.console.export_text()
+
+
+def test_streams_log_line_names_the_worst() -> None:
+    rows = [{"id": "a", "state": "up", "fps": 30.0, "age_p99_s": 0.1, "dropped": 0},
+            {"id": "b", "state": "up", "fps": 9.8, "age_p99_s": 0.05, "dropped": 2},
+            {"id": "c", "state": "down", "fps": 0.0, "age_p99_s": 0.412, "dropped": 10},
+            {"id": "d", "state": "connecting", "fps": 0.0, "age_p99_s": None, "dropped": 0}]
+    assert streams_line(rows) == "streams: 1 connecting, 1 down, 2 up | slowest b 9.8fps | oldest c p99=412ms" \
+                                 " | dropped 12"
