@@ -202,9 +202,9 @@ class StreamBook:
         """Retire the streams that ended or were removed more than `grace_s` ago."""
         for stream, last in list(self.seen.items()):
             if now - last > self.grace_s:
-                row = self._row(stream, stage_states, final=True)
-                if row["state"] in GONE:
-                    self._retire(stream, row)
+                source, status = self._status(stream, stage_states)
+                if source is None or status.get("state") in GONE:  # no source: this host runs none (--only)
+                    self._retire(stream, self._row(stream, stage_states, final=True))
 
     def rows(self, stage_states: dict[str, str], counters: Callable[[str], dict[str, float]],
              dropped: dict[str, Any], final: bool = False) -> list[dict[str, Any]]:
@@ -216,18 +216,23 @@ class StreamBook:
             row["dropped"] = dropped.get(stream, {}).get("dropped", 0)
         return [out[s] for s in sorted(out)]
 
-    def _row(self, stream: str, stage_states: dict[str, str], final: bool,
-             counters: Callable[[str], dict[str, float]] | None = None) -> dict[str, Any]:
+    def _status(self, stream: str, stage_states: dict[str, str],
+                counters: Callable[[str], dict[str, float]] | None = None) -> tuple[str | None, dict[str, Any]]:
+        """(its source stage, what the source says of the stream: state, url, reconnects, error)."""
         source, status = self._source_of(stream)
-        sinks = [v.cells[stream] for v in self.stages.values() if v.role == "sink" and stream in v.cells]
-        n_sinks = sum(v.role == "sink" for v in self.stages.values())
         if source is not None and status is None and self.stages[source].multi:
             status = {"state": "removed"}  # no longer in its source's list
         elif source is not None and status is None:  # a single-url source: its stage says how it goes
             status = {"state": STAGE_STATE.get(stage_states.get(source, ""), "connecting"),
                       "url": self.stages[source].url,
                       "reconnects": int((counters(source) if counters else {}).get("reconnects", 0))}
-        status = status or {}
+        return source, status or {}
+
+    def _row(self, stream: str, stage_states: dict[str, str], final: bool,
+             counters: Callable[[str], dict[str, float]] | None = None) -> dict[str, Any]:
+        source, status = self._status(stream, stage_states, counters)
+        sinks = [v.cells[stream] for v in self.stages.values() if v.role == "sink" and stream in v.cells]
+        n_sinks = sum(v.role == "sink" for v in self.stages.values())
         ages = percentiles([w.values() for c in sinks if (w := c.reservoir if final else c.recent) is not None])
         return {
             "id": stream, "source": source.partition("#")[0] if source else None, "url": status.get("url"),

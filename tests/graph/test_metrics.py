@@ -179,3 +179,16 @@ def test_streams_log_line_names_the_worst() -> None:
             {"id": "d", "state": "connecting", "fps": 0.0, "age_p99_s": None, "dropped": 0}]
     assert streams_line(rows) == "streams: 1 connecting, 1 down, 2 up | slowest b 9.8fps | oldest c p99=412ms" \
                                  " | dropped 12"
+
+
+def test_a_stream_with_no_known_source_is_retired_when_idle() -> None:
+    """A host that runs only the sinks (`--only`): nothing says the stream ended but its silence."""
+    book = StreamBook(grace_s=5)
+    m = StageMetrics("json")
+    t = time.time()
+    _feed(m, "a", 3, 0.0)
+    book.update("json", _snap(m, "sink", t))
+    book.forget(t + 4, {})
+    assert [r["id"] for r in book.rows({}, lambda sid: {}, {})] == ["a"]
+    book.forget(t + 6, {})
+    assert book.rows({}, lambda sid: {}, {}) == [] and book.retired["a"]["frames"] == 3
