@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 from typing import Any
 
 from streamyolox.graph import forkserver
@@ -74,7 +75,10 @@ def start_child(ctx: Any, plan: ProcessPlan, incarnation: int, stop: Any, abort:
     """Start `child_main` for `plan` with its thread settings in the environment, ignoring SIGINT (a
     terminal's Ctrl-C reaches the whole group; the parent decides how to stop)."""
     saved = {k: os.environ.get(k) for k in THREAD_ENV}
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child inherits "ignore SIGINT"
+    # the child inherits "ignore SIGINT" (only the main thread may set it: a Ray actor's method runs in
+    # another, and there the child's own SIG_IGN at its start suffices: Ctrl-C does not reach the node)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
         if plan.threads is not None:
             os.environ.update(dict.fromkeys(THREAD_ENV, str(plan.threads)))
@@ -82,7 +86,8 @@ def start_child(ctx: Any, plan: ProcessPlan, incarnation: int, stop: Any, abort:
                            args=(plan, incarnation, stop, abort, os.getpid(), done))
         proc.start()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if main:
+            signal.signal(signal.SIGINT, previous)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

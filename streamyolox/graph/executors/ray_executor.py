@@ -30,6 +30,7 @@ from streamyolox.graph.worker import ProcessPlan
 
 log = logging.getLogger("streamyolox.run")
 INSTALL = "pip install 'streamyolox[ray]'"
+START_TRIES = 3  # a restart placed on a node that turns out lost is placed again, this many times in all
 KILLED = -9  # what a process whose actor died reads as (it was killed, like kill -9)
 
 
@@ -92,6 +93,7 @@ class RayExecutor(Executor):
         self.handles: dict[str, RayHandle] = {}
         self.done: list[int] = []
         self.stopping = False
+        self.dead: set[str] = set()  # nodes an actor could not start on
 
     # -- placement -------------------------------------------------------------------------------------
     def shard(self, spec: PipelineSpec) -> PipelineSpec:
@@ -105,7 +107,7 @@ class RayExecutor(Executor):
         """The alive nodes with their resources, less what the processes in `busy` hold."""
         rooms = []
         for n in sorted(self.ray.nodes(), key=lambda n: (n["NodeManagerAddress"], n["NodeID"])):
-            if n.get("Alive"):
+            if n.get("Alive") and n["NodeID"] not in self.dead:
                 res = n.get("Resources", {})
                 rooms.append(NodeRoom(Node(n["NodeID"], n["NodeManagerAddress"]),
                                       {k: float(res.get(k, 0.0)) for k in ("CPU", "GPU")}))
@@ -122,10 +124,12 @@ class RayExecutor(Executor):
 
     def describe(self) -> dict[str, Any]:
         """For the metrics: the node of every process and shard (node address and Ray id)."""
-        shards: dict[int, set[str]] = {}
+        shards: dict[int, set[Node]] = {}
         for name, stages in self.groups.items():
-            shards.setdefault(shard_of(stages[0].id), set()).add(self.nodes[name].address)
-        return {"kind": "ray", "shards": [{"shard": k, "nodes": sorted(v)} for k, v in sorted(shards.items())],
+            shards.setdefault(shard_of(stages[0].id), set()).add(self.nodes[name])
+        return {"kind": "ray",
+                "shards": [{"shard": k, "nodes": sorted(n.address for n in v), "node_ids": sorted(n.id for n in v)}
+                           for k, v in sorted(shards.items())],
                 "processes": {n: {"node": node.address, "node_id": node.id} for n, node in self.nodes.items()}}
 
     # -- actors ----------------------------------------------------------------------------------------
@@ -169,8 +173,20 @@ class RayExecutor(Executor):
         if actor is None:  # a restart: a new actor, maybe on another node
             actor = self._restart_actor(name)
             self._wire(name, actor)
-        ref_started = actor.start.remote(self.plans[name], incarnation, list(self.done), self.stopping)
-        self.ray.get(ref_started)  # placed and started (or the error of a node that went away meanwhile)
+        for attempt in range(START_TRIES):
+            try:  # placed and started, or the error of a node that went away meanwhile
+                self.ray.get(actor.start.remote(self.plans[name], incarnation, list(self.done), self.stopping))
+                break
+            except self.ray.exceptions.RayError as exc:
+                if attempt == START_TRIES - 1:
+                    raise
+                # Ray may list a lost node as alive for a few seconds more: do not place there again
+                log.warning("process %s: could not start on node %s (%s); placing it again", name,
+                            self.nodes[name].address, str(exc).splitlines()[0])
+                self.dead.add(self.nodes[name].id)
+                self.ray.kill(actor, no_restart=True)
+                actor = self._restart_actor(name)
+                self._wire(name, actor)
         handle = self.handles[name] = RayHandle(name, actor, actor.wait.remote())
         return handle
 

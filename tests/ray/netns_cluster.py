@@ -1,0 +1,152 @@
+"""The ray executor on a real 2-node cluster (run inside a loopback-only network namespace by
+test_netns.py): 4 file streams over 2 shards, a raylet killed mid-run, an unplaceable stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import psutil
+import pytest
+from cluster import LocalCluster
+
+HERE = Path(__file__).resolve().parent
+STREAMS = ("a", "b", "c", "d")
+pytestmark = pytest.mark.timeout(240)
+
+PIPE = """
+name: shard
+stages:
+  source: {{kind: decode, streams: {streams}, restart: on-failure}}
+  work: {{kind: "fake_stages:Passthrough", inputs: [source], sleep_ms: {sleep}, check_pixels: false,
+         restart: on-failure{extra}}}
+  sink: {{kind: "ray_stages:StreamLines", inputs: [work], path: "{out}/{{stream}}.jsonl", restart: on-failure}}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    c = LocalCluster()
+    try:
+        yield c
+    finally:
+        left = c.stop()
+        assert left == [], f"Ray processes left behind: {[p.pid for p in left]}"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A small clip; its frame count as PyAV decodes it (the reference for 'every frame')."""
+    path = tmp_path_factory.mktemp("media") / "clip.mp4"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("mpeg4", rate=30)
+        s.width, s.height, s.pix_fmt = 160, 96, "yuv420p"
+        for i in range(60):
+            frame = av.VideoFrame.from_ndarray(np.full((96, 160, 3), i * 4, np.uint8), format="bgr24")
+            out.mux(s.encode(frame))
+        out.mux(s.encode())
+    with av.open(str(path)) as c:
+        n = sum(1 for _ in c.decode(video=0))
+    return path, n
+
+
+def _start(tmp_path: Path, cluster: LocalCluster, clip: Path, sleep_ms: int, extra: str = "",
+           shards: int = 2) -> subprocess.Popen:
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    streams = "{" + ", ".join(f"{s}: {clip}" for s in STREAMS) + "}"
+    (tmp_path / "p.yaml").write_text(PIPE.format(streams=streams, sleep=sleep_ms, out=out, extra=extra))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent / "graph")]),
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamyolox", "run", str(tmp_path / "p.yaml"), "--executor", "ray",
+         "--ray-address", cluster.address, "--shards", str(shards), "--no-dashboard",
+         "--metrics-json", str(tmp_path / "m.json")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _frames(tmp_path: Path, stream: str) -> list[int]:
+    path = tmp_path / "out" / f"{stream}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(x)["frame"] for x in path.read_text().splitlines() if x.strip()]
+
+
+def _finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        raise AssertionError(f"the run did not end in {timeout} s: {err[-3000:]}") from None
+    return proc.returncode, err
+
+
+def _no_stage_left() -> None:
+    titles = [p.info["cmdline"][0] for p in psutil.process_iter(["cmdline"])
+              if (p.info["cmdline"] or [""])[0].startswith("streamyolox[shard]")]
+    assert titles == [], titles
+
+
+def test_four_streams_two_shards_every_frame_once_on_both_nodes(tmp_path: Path, cluster: LocalCluster,
+                                                                clip: tuple[Path, int]) -> None:
+    proc = _start(tmp_path, cluster, clip[0], sleep_ms=2)
+    code, err = _finish(proc, 180)
+    assert code == 0, err[-4000:]
+    for s in STREAMS:
+        assert _frames(tmp_path, s) == list(range(clip[1])), s  # every frame, once, in order
+    summary = json.loads((tmp_path / "m.json").read_text())
+    shards = summary["executor"]["shards"]
+    assert [s["shard"] for s in shards] == [0, 1]
+    assert all(len(s["node_ids"]) == 1 for s in shards)  # a shard on one node (no stage asked for more)
+    assert len({s["node_ids"][0] for s in shards}) == 2, shards  # and the two shards on two nodes
+    assert {s: summary["streams"][s]["frames"] for s in STREAMS} == dict.fromkeys(STREAMS, clip[1])
+    rows = {r["stage"]: r for r in summary["stages"]}
+    assert rows["sink@0"]["frames_in"] == rows["sink@1"]["frames_in"] == 2 * clip[1]  # 2 streams each
+    cluster.processes()
+    _no_stage_left()
+
+
+def test_raylet_killed_mid_run_every_frame_exactly_once(tmp_path: Path, cluster: LocalCluster,
+                                                        clip: tuple[Path, int]) -> None:
+    proc = _start(tmp_path, cluster, clip[0], sleep_ms=40)
+    deadline = time.monotonic() + 120
+    while min(len(_frames(tmp_path, s)) for s in STREAMS) < 8:  # both shards are writing
+        assert time.monotonic() < deadline and proc.poll() is None, "the run never got going"
+        cluster.processes()
+        time.sleep(0.1)
+    cluster.processes()  # remember the worker node's processes: orphans once its raylet is gone
+    before = {s: len(_frames(tmp_path, s)) for s in STREAMS}
+    for pid in cluster.worker_raylets:
+        os.kill(pid, signal.SIGKILL)
+    code, err = _finish(proc, 180)
+    assert code == 0, err[-4000:]
+    assert "its Ray actor died" in err and "restarting" in err, err[-3000:]
+    for s in STREAMS:
+        assert _frames(tmp_path, s) == list(range(clip[1])), s  # exactly once, in order
+    assert any(n < clip[1] for n in before.values()), before  # it was killed mid-run
+    summary = json.loads((tmp_path / "m.json").read_text())
+    nodes = {s["node_ids"][0] for s in summary["executor"]["shards"]}
+    assert len(nodes) == 1, summary["executor"]  # the lost node's shard moved to the one left
+    assert max(r["restarts"] for r in summary["stages"]) >= 1
+    _no_stage_left()
+
+
+def test_unplaceable_stage_is_one_line_before_anything_starts(tmp_path: Path, cluster: LocalCluster,
+                                                              clip: tuple[Path, int]) -> None:
+    proc = _start(tmp_path, cluster, clip[0], sleep_ms=0, extra=", resources: {num_gpus: 1}", shards=1)
+    code, err = _finish(proc, 120)
+    assert code == 2, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("streamyolox: error: stages.work.resources: no node of the cluster has num_gpus: 1 "
+                           "free"), err[-3000:]
+    assert not (tmp_path / "out" / "a.jsonl").exists()
+    assert [p for p in cluster.processes() if "StageHost" in " ".join(p.cmdline())] == []
