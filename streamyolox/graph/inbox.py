@@ -86,6 +86,7 @@ class Inbox:
         # replica's head as proof that the earlier ones were lost. Its producer, which distributes the
         # packets, took them from its own inbox round robin already.
         self.served: set[str] = set()
+        self.queued: dict[str, int] = {}  # stream -> its items in `items`
         self.fifo = any(e.split is not None for e in edges)
 
     def put(self, item: Item, abort: Callable[[], bool] = lambda: False) -> None:
@@ -105,9 +106,9 @@ class Inbox:
             bump(self.received[item.edge], item.packet.meta.stream)
             reorder = self._reorder(edge)
             if reorder is None or item.tag is None:
-                self.items.append(item)
+                self._queue([item])
             else:
-                self.items.extend(reorder.push(edge.merge[0], item.tag, item))  # type: ignore[index]
+                self._queue(reorder.push(edge.merge[0], item.tag, item))  # type: ignore[index]
             self.cond.notify_all()
 
     def put_marker(self, edge: int, tag: Tag) -> None:
@@ -116,7 +117,7 @@ class Inbox:
         if reorder is None:
             return
         with self.cond:
-            self.items.extend(reorder.push(self.edges[edge].merge[0], tag, None))  # type: ignore[index]
+            self._queue(reorder.push(self.edges[edge].merge[0], tag, None))  # type: ignore[index]
             self.cond.notify_all()
 
     def _reorder(self, edge: EdgeInfo) -> Reorder[Item] | None:
@@ -126,6 +127,7 @@ class Inbox:
         for i, old in enumerate(self.items):
             if old.edge == edge:
                 del self.items[i]
+                self._unqueue(old)
                 break
         else:  # still waiting in the reorder buffer for an earlier packet
             info = self.edges[edge]
@@ -134,7 +136,7 @@ class Inbox:
             if held is None:
                 raise RuntimeError(f"edge {edge}: counted {self.count[edge]} packets but holds none")
             old = held
-            self.items.extend(reorder.pop_ready())  # type: ignore[union-attr]
+            self._queue(reorder.pop_ready())  # type: ignore[union-attr]
         self.count[edge] -= 1
         self.dropped[edge] += 1
         bump(self.dropped_streams[edge], old.packet.meta.stream)
@@ -146,7 +148,7 @@ class Inbox:
             info = self.edges[edge]
             reorder = self._reorder(info)
             if reorder is not None:
-                self.items.extend(reorder.end(info.merge[0]))  # type: ignore[index]
+                self._queue(reorder.end(info.merge[0]))  # type: ignore[index]
             self.cond.notify_all()
 
     def get_batch(self, max_n: int, max_wait_s: float, abort: Callable[[], bool]) -> list[Item]:
@@ -179,17 +181,30 @@ class Inbox:
         """The next item round robin (see `get_batch`). A linear scan: the queue holds at most the edges'
         credits, a few dozen packets."""
         index = 0
-        if not self.fifo:
-            index = next((i for i, it in enumerate(self.items) if it.packet.meta.stream not in self.served), -1)
-            if index < 0:  # every queued stream had its turn: a new round, from the oldest packet
+        if not self.fifo and self.items[0].packet.meta.stream in self.served:
+            if all(s in self.served for s in self.queued):  # every queued stream had its turn: a new round
                 self.served.clear()
-                index = 0
+            else:
+                index = next(i for i, it in enumerate(self.items) if it.packet.meta.stream not in self.served)
         item = self.items[index]
         del self.items[index]
+        self._unqueue(item)
         if not self.fifo:
             self.served.add(item.packet.meta.stream)
         self.count[item.edge] -= 1
         return item
+
+    def _queue(self, items: list[Item]) -> None:
+        for item in items:
+            self.items.append(item)
+            stream = item.packet.meta.stream
+            self.queued[stream] = self.queued.get(stream, 0) + 1
+
+    def _unqueue(self, item: Item) -> None:
+        stream = item.packet.meta.stream
+        self.queued[stream] -= 1
+        if not self.queued[stream]:
+            del self.queued[stream]
 
     def depths(self) -> dict[int, int]:
         with self.cond:

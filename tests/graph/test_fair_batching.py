@@ -59,6 +59,7 @@ def _drain(inbox: Inbox) -> list[tuple[str, int]]:
         try:
             out += [(it.packet.meta.stream, it.packet.meta.frame) for it in inbox.get_batch(BATCH, 0, NEVER)]
         except EndOfInput:
+            assert inbox.queued == {} and not inbox.items  # the per-stream bookkeeping adds up
             return out
 
 
