@@ -57,10 +57,23 @@ def bn_is_folded(model: nn.Module) -> bool:
     """True when every BatchNorm is an identity (mean 0, var + eps = 1): the weights had BN folded into
     the convs (the shared official files), so batch statistics in training would not match them."""
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    return bool(bns) and all(
-        bool((m.running_mean == 0).all()) and bool(((m.running_var + m.eps) - 1).abs().max() < 1e-5)
-        for m in bns
-    )
+    return bool(bns) and all(_is_identity(m) for m in bns)
+
+
+def _is_identity(bn: nn.BatchNorm2d) -> bool:
+    mean, var = bn.running_mean, bn.running_var
+    if mean is None or var is None:  # no running statistics (track_running_stats=False): nothing folded
+        return False
+    return bool((mean == 0).all()) and bool(((var + bn.eps) - 1).abs().max() < 1e-5)
+
+
+def _conv_bn_pairs(model: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+    """(conv, BN) of every `BaseConv` whose BN is still there (not fused) and keeps running statistics."""
+    pairs = []
+    for m in model.modules():
+        if isinstance(m, BaseConv) and isinstance(m.bn, nn.BatchNorm2d) and m.bn.running_mean is not None:
+            pairs.append((m.conv, m.bn))
+    return pairs
 
 
 @torch.no_grad()
@@ -75,7 +88,7 @@ def unfold_bn(model: YOLOX, batches: Iterable[Tensor]) -> int:
     ``bias = bias + mu``: in eval mode ``bn(t*x) = x + bias`` exactly as before, and in training the
     batch statistics are close to the running ones. Returns the number of layers unfolded.
     """
-    pairs = [m for m in model.modules() if isinstance(m, BaseConv) and isinstance(m.bn, nn.BatchNorm2d)]
+    pairs = _conv_bn_pairs(model)
     sums: dict[int, list[Tensor]] = {}
 
     def hook(bn: nn.Module, args: tuple[Tensor, ...]) -> None:
@@ -87,7 +100,7 @@ def unfold_bn(model: YOLOX, batches: Iterable[Tensor]) -> int:
 
     was_training = model.training
     model.eval()
-    handles = [m.bn.register_forward_pre_hook(hook) for m in pairs]
+    handles = [bn.register_forward_pre_hook(hook) for _, bn in pairs]
     try:
         for images in batches:
             model.forward_raw(images)
@@ -95,16 +108,17 @@ def unfold_bn(model: YOLOX, batches: Iterable[Tensor]) -> int:
         for h in handles:
             h.remove()
     model.train(was_training)
-    for m in pairs:
-        total, squares, n = sums[id(m.bn)]
+    for conv, bn in pairs:
+        total, squares, n = sums[id(bn)]
         mu = total / n
         var = (squares / n - mu * mu).clamp(min=0)
-        norm = m.conv.weight.double().flatten(1).norm(dim=1)
+        norm = conv.weight.double().flatten(1).norm(dim=1)
         t = torch.where(norm > 0, (1 / math.sqrt(3)) / norm.clamp(min=1e-30), torch.ones_like(norm))
-        bn = m.bn
-        m.conv.weight.mul_(t.view(-1, 1, 1, 1).to(m.conv.weight.dtype))
-        bn.running_mean.copy_(t * mu)
-        bn.running_var.copy_(t * t * var)
+        conv.weight.mul_(t.view(-1, 1, 1, 1).to(conv.weight.dtype))
+        running_mean, running_var = bn.running_mean, bn.running_var
+        assert running_mean is not None and running_var is not None  # _conv_bn_pairs kept only these
+        running_mean.copy_(t * mu)
+        running_var.copy_(t * t * var)
         bn.weight.copy_((t * t * var + bn.eps).sqrt() / t)
         bn.bias.add_(mu.to(bn.bias.dtype))
     return len(pairs)

@@ -33,7 +33,9 @@ def _drain(inbox: Inbox) -> tuple[int, float]:
         while True:
             for item in inbox.get_batch(1, 0, lambda: False):
                 t0 = t0 or time.perf_counter()
-                int(item.packet.frame[-1, -1, 0])  # touch the pixels like a stage would
+                frame = item.packet.frame
+                if frame is not None:
+                    int(frame[-1, -1, 0])  # touch the pixels like a stage would
                 item.release()
                 n += 1
     except EndOfInput:

@@ -19,6 +19,7 @@ Every backend returns the same thing, the undecoded head output [B, N, 5 + C] as
 from __future__ import annotations
 
 import copy
+import functools
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -191,7 +192,7 @@ def run_model_bench(cfg: ModelBenchConfig, log: Callable[[str], None] = lambda s
                         continue
                     log(f"model: {name}")
                     x = make_input(batch, size)
-                    timing = measure(lambda f=forward, x=x: f(x), repeats=cfg.repeats, warmup=cfg.warmup,
+                    timing = measure(functools.partial(forward, x), repeats=cfg.repeats, warmup=cfg.warmup,
                                      items=batch)
                     results.append(Result.from_timing(SUITE, name, timing, params=params, ref=base_name))
     return results

@@ -14,6 +14,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -80,9 +81,9 @@ def bench_letterbox(frames: dict[str, np.ndarray], sizes: Sequence[int], repeats
             ref = f"letterbox_ref {tag}"
             u8 = np.empty((3, size, size), np.uint8)
             cases: list[tuple[str, Callable[[], Any], str | None]] = [
-                (ref, lambda f=frame, hw=hw: letterbox_ref(f, hw), None),
-                (f"letterbox f32 {tag}", lambda f=frame, hw=hw: letterbox(f, hw), ref),
-                (f"letterbox u8 {tag}", lambda f=frame, hw=hw, o=u8: letterbox(f, hw, out=o, dtype=np.uint8), ref),
+                (ref, partial(letterbox_ref, frame, hw), None),
+                (f"letterbox f32 {tag}", partial(letterbox, frame, hw), ref),
+                (f"letterbox u8 {tag}", partial(letterbox, frame, hw, out=u8, dtype=np.uint8), ref),
             ]
             for name, fn, base in cases:
                 timing = measure(fn, repeats=repeats, warmup=warmup)

@@ -51,12 +51,14 @@ def check_targets(results: Sequence[Result]) -> list[dict[str, Any]]:
     def add(target: str, value: float, goal: str, met: bool) -> None:
         out.append({"target": target, "value": round(value, 3), "goal": goal, "met": bool(met)})
 
-    if pipe and ort:
-        add("pipeline fps / onnxruntime bare b1 fps", pipe.fps / ort.fps, ">= 0.75", pipe.fps >= 0.75 * ort.fps)
-    if pipe and demo:
-        add("pipeline fps / official demo fps", pipe.fps / demo.fps, ">= 4", pipe.fps >= 4 * demo.fps)
-    if ipc:
-        add("1080p over a process edge (ipc), frames/s", ipc.fps, ">= 1000", ipc.fps >= 1000)
+    # _find returns only rows with an fps
+    pipe_fps, ort_fps, demo_fps, ipc_fps = (r.fps if r else None for r in (pipe, ort, demo, ipc))
+    if pipe_fps and ort_fps:
+        add("pipeline fps / onnxruntime bare b1 fps", pipe_fps / ort_fps, ">= 0.75", pipe_fps >= 0.75 * ort_fps)
+    if pipe_fps and demo_fps:
+        add("pipeline fps / official demo fps", pipe_fps / demo_fps, ">= 4", pipe_fps >= 4 * demo_fps)
+    if ipc and ipc_fps:
+        add("1080p over a process edge (ipc), frames/s", ipc_fps, ">= 1000", ipc_fps >= 1000)
         if ipc.ratio:
             add("ipc 1080p fps / memcpy fps", ipc.ratio, ">= 0.5 (within 2x)", ipc.ratio >= 0.5)
     if pipe and pipe.peak_rss_mb:

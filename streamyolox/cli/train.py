@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
                           workers=args.workers, device=args.device, output=args.output, resume=args.resume,
                           seed=args.seed, deterministic=args.deterministic, freeze_bn=args.freeze_bn, iou_type=args.iou_loss, aug=aug)
         train = load_data(args.data, "train", args.images)
+        if train is None:
+            raise ValueError(f"--data {args.data}: defines no train split")
         if args.val:
             val = load_data(args.val, "val")
         elif str(args.data).endswith(".json"):

@@ -32,9 +32,10 @@ class FusedConv2d(nn.Conv2d):
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> FusedConv2d:
+        padding = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
         fused = cls(
-            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-            conv.dilation, conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype,
+            conv.in_channels, conv.out_channels, _pair(conv.kernel_size), _pair(conv.stride), padding,
+            _pair(conv.dilation), conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype,
         )  # fmt: skip
         fused.load_state_dict(conv.state_dict())
         return fused
@@ -43,7 +44,12 @@ class FusedConv2d(nn.Conv2d):
         if torch.onnx.is_in_onnx_export():  # exports keep the official Conv-with-bias form
             return super().forward(x)
         y = F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups)
-        return y + self.bias.view(1, -1, 1, 1)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+
+def _pair(value: tuple[int, ...]) -> tuple[int, int]:
+    """A Conv2d's (h, w) setting: torch types the attributes as tuple[int, ...], its __init__ takes pairs."""
+    return (value[0], value[1])
 
 
 class BaseConv(nn.Module):

@@ -23,7 +23,8 @@ from numba import config, cuda, float32, uint64
 BLOCK = 64  # boxes per mask word: one uint64 bit per box
 MAX_COL_BLOCKS = 1024  # the reduction's shared remove-mask: up to 65,536 candidates
 
-if config.ENABLE_CUDASIM:  # the simulator has no libdevice; numpy float32 products round the same way
+# numba.config sets its options with setattr at import: no attribute for mypy to see
+if config.ENABLE_CUDASIM:  # type: ignore[attr-defined]  # no libdevice there; numpy float32 rounds the same
     REDUCE_THREADS = 4  # its barriers cost a Python thread switch each: few threads, same striding logic
     # A simulator artefact, not a race in the kernels: each simulated thread is a Python thread, and every
     # call of a device function (`_max`, `_min`) iterates this module's globals (numba's

@@ -74,7 +74,9 @@ class FpsMeter:
     """Frames per second from an exponential moving average of the time between frames."""
 
     def __init__(self, smoothing: float = 0.9) -> None:
-        self.smoothing, self.last, self.interval = smoothing, None, None
+        self.smoothing = smoothing
+        self.last: float | None = None
+        self.interval: float | None = None
 
     def tick(self, now: float) -> float | None:
         if self.last is not None:

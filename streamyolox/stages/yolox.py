@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from streamyolox.config_fields import ranged
 from streamyolox.model.spec import ModelSpec
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -59,6 +62,7 @@ class YoloxStage(Stage):
             if p.image is None:
                 raise ValueError(f"yolox: frame {p.meta.frame} has no letterboxed image (is a letterbox stage upstream?)")
         first = packets[0].image
+        batch: np.ndarray | torch.Tensor
         if isinstance(first, np.ndarray):
             batch = np.stack([p.image for p in packets]) if len(packets) > 1 else first[None]
         else:  # CUDA arrays from the GPU letterbox stay on the device

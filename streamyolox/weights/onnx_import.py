@@ -143,5 +143,6 @@ def load_onnx_weights(model: YOLOX, path: str | Path) -> YOLOX:
     with torch.no_grad():
         for conv, src in zip(convs, info.convs):
             conv.weight.copy_(torch.tensor(src.weight))
+            assert conv.bias is not None  # fuse() made every conv a FusedConv2d, built with bias=True
             conv.bias.copy_(torch.tensor(src.bias))
     return model

@@ -57,10 +57,10 @@ def mixup(base: Sample, other: Sample, rng: np.random.Generator, cfg: AugConfig)
     jitter = rng.uniform(*cfg.mixup_scale)
     flip = rng.uniform() > 0.5
     ratio = min(h / oimg.shape[0], w / oimg.shape[1])
-    canvas = np.full((h, w, 3), PAD_VALUE, dtype=np.uint8)
+    boxed = np.full((h, w, 3), PAD_VALUE, dtype=np.uint8)
     rw, rh = int(oimg.shape[1] * ratio), int(oimg.shape[0] * ratio)
-    canvas[:rh, :rw] = cv2.resize(oimg, (rw, rh), interpolation=cv2.INTER_LINEAR)
-    canvas = cv2.resize(canvas, (int(w * jitter), int(h * jitter)), interpolation=cv2.INTER_LINEAR)
+    boxed[:rh, :rw] = cv2.resize(oimg, (rw, rh), interpolation=cv2.INTER_LINEAR)
+    canvas: np.ndarray = cv2.resize(boxed, (int(w * jitter), int(h * jitter)), interpolation=cv2.INTER_LINEAR)
     moved = oboxes * np.array([canvas.shape[1] / w * ratio, canvas.shape[0] / h * ratio] * 2, np.float32)
     if flip:
         canvas, moved = hflip(canvas, moved)

@@ -93,7 +93,8 @@ class DetectionData:
 def records_to_coco(records: Sequence[ImageRecord], class_names: Sequence[str],
                     category_ids: Sequence[int]) -> dict[str, Any]:
     """COCO ground-truth dict (``bbox`` as ``[x, y, w, h]``, ``area = w * h``) for records."""
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for rec in records:
         images.append({"id": rec.image_id, "file_name": rec.path.name, "width": rec.width,
                        "height": rec.height})
