@@ -58,6 +58,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]
 
 from streamyolox.analytics import kalman
+from streamyolox.config_fields import OptionError, check_ranges, ranged
 
 SECOND_MATCH_THRESH = 0.5  # stage 2 (low-score detections), fixed in the official code
 UNCONFIRMED_MATCH_THRESH = 0.7  # stage 3 (unconfirmed tracks), fixed in the official code
@@ -68,43 +69,37 @@ def shown(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
-def _unit(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-        raise ValueError(f"{name}: expected a number in [0, 1], got {shown(value)}")
-
-
 @dataclass
 class ByteTrackOptions:
-    """ByteTrack's options, with its names and defaults (see the module docstring)."""
+    """ByteTrack's options, with its names and defaults (see the module docstring). Ranges are declared
+    with `ranged` (checked here, listed by `streamyolox stages`)."""
 
-    track_thresh: float = 0.5
-    low_thresh: float = 0.1
-    match_thresh: float = 0.8
-    track_buffer: int = 30
-    min_hits: int = 2
-    det_thresh: float | None = None
+    track_thresh: float = ranged(0.5, ge=0, le=1)
+    low_thresh: float = ranged(0.1, ge=0, le=1)
+    match_thresh: float = ranged(0.8, ge=0, le=1)
+    track_buffer: int = ranged(30, ge=1)
+    min_hits: int = ranged(2, ge=1)
+    det_thresh: float | None = ranged(None, ge=0, le=1)
     fuse_score: bool = True
     class_aware: bool = False
     confirm_first_frame: bool = False
-    classes: list[int] | None = None
+    classes: list[int] | None = ranged(None, ge=0)  # noqa: RUF009 (ranged returns a dataclasses.field)
 
     def __post_init__(self) -> None:
-        for name in ("track_thresh", "low_thresh", "match_thresh"):
-            _unit(name, getattr(self, name))
-        if self.det_thresh is not None:
-            _unit("det_thresh", self.det_thresh)
+        check_ranges(self)
+        for name in ("track_buffer", "min_hits"):  # check_ranges takes any number: these count frames
+            value = getattr(self, name)
+            if not isinstance(value, int):
+                raise OptionError(name, f"expected an int >= 1, got {shown(value)}")
+        for index, k in enumerate(self.classes or ()):
+            if not isinstance(k, int):
+                raise OptionError(f"classes[{index}]", f"expected an int >= 0, got {shown(k)}")
         if self.low_thresh > self.track_thresh:
             raise ValueError(f"low_thresh: expected at most track_thresh ({shown(self.track_thresh)}), "
                              f"got {shown(self.low_thresh)}")
         if self.start_thresh > 1.0:
             raise ValueError(f"det_thresh: track_thresh + 0.1 = {self.start_thresh:g} > 1 would start no "
                              f"track; set det_thresh in [0, 1]")
-        for name in ("track_buffer", "min_hits"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                raise ValueError(f"{name}: expected an integer >= 1, got {shown(value)}")
-        if self.classes is not None and not all(isinstance(k, int) and k >= 0 for k in self.classes):
-            raise ValueError(f"classes: expected a list of class ids >= 0, got {self.classes!r}")
 
     @property
     def start_thresh(self) -> float:

@@ -248,7 +248,8 @@ def _bind_host(host: str) -> str | None:
 
 
 def _binds(spec: PipelineSpec, local: list[str], http_port: int | None) -> Iterator[tuple[str, str, int]]:
-    """(label, host, port) of every TCP port this host's run binds: the metrics endpoint, zmq sinks."""
+    """(label, host, port) of every TCP port this host's run binds: the metrics endpoint, stages' `listen`
+    inputs, zmq sinks."""
     from streamyolox.stages.zmq_sink import ZmqSinkConfig
 
     if http_port is not None:
@@ -258,12 +259,30 @@ def _binds(spec: PipelineSpec, local: list[str], http_port: int | None) -> Itera
     elif spec.metrics.http_port is not None:
         yield "metrics.http_port", "0.0.0.0", spec.metrics.http_port
     for sid in local:
+        yield from _listen_binds(spec, sid)
         cfg = spec.stages[sid].options
         if isinstance(cfg, ZmqSinkConfig) and cfg.mode == "bind" and cfg.endpoint.startswith("tcp://"):
             host, _, port = cfg.endpoint[len("tcp://"):].rpartition(":")
             address = _bind_host(host)
             if address is not None and port.isdigit():
                 yield f"stages.{sid}.endpoint", address, int(port)
+
+
+def _listen_binds(spec: PipelineSpec, sid: str) -> Iterator[tuple[str, str, int]]:
+    """The ports a stage's `listen: tcp://host:port` binds, one per input (port + i, as the runner plans
+    its edges); each must be a real port: 0 would pick one its producers on other hosts cannot know."""
+    stage = spec.stages[sid]
+    if stage.listen is None:
+        return
+    host, _, text = stage.listen[len("tcp://"):].rpartition(":")  # the form was checked by the loader
+    address = _bind_host(host)
+    for i in range(len(stage.inputs)):
+        port = int(text) + i
+        if not 1 <= port <= 65535:
+            which = f" (input {i} of {len(stage.inputs)} binds port + {i})" if len(stage.inputs) > 1 else ""
+            raise SpecError(f"stages.{sid}.listen: port {port}{which}: expected a port in [1, 65535]")
+        if address is not None:
+            yield f"stages.{sid}.listen", address, port
 
 
 def check_ports(spec: PipelineSpec, local: list[str], http_port: int | None) -> None:

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamyolox.analytics.bytetrack import ByteTracker, ByteTrackOptions, shown
+from streamyolox.analytics.bytetrack import ByteTracker, ByteTrackOptions
+from streamyolox.config_fields import ranged
 from streamyolox.detections import FrameMeta
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
@@ -50,16 +51,11 @@ class TrackConfig(ByteTrackOptions, StageConfig):
     track's most frequent class; idle_reset_s: clear a stream's tracks after this long without a frame
     (None: never)."""
 
-    frame_rate: float | None = None
+    frame_rate: float | None = ranged(None, gt=0)
     class_vote: bool = False
-    idle_reset_s: float | None = 60.0
+    idle_reset_s: float | None = ranged(60.0, gt=0)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("frame_rate", "idle_reset_s"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and value > 0):
-                raise ValueError(f"{name}: expected a number > 0 or null, got {shown(value)}")
+    # no __post_init__ of its own: ByteTrackOptions.__post_init__ checks every declared range, these too
 
 
 @dataclass

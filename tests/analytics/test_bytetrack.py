@@ -237,10 +237,12 @@ def test_state_stays_bounded_over_10000_frames_of_churn() -> None:
     ("track_thresh", 7, "track_thresh: expected a number in [0, 1], got 7"),
     ("match_thresh", -0.1, "match_thresh: expected a number in [0, 1], got -0.1"),
     ("low_thresh", 0.6, "low_thresh: expected at most track_thresh (0.5), got 0.6"),
-    ("track_buffer", 0, "track_buffer: expected an integer >= 1, got 0"),
-    ("min_hits", 1.5, "min_hits: expected an integer >= 1, got 1.5"),
+    ("track_buffer", 0, "track_buffer: expected an int >= 1, got 0"),
+    ("min_hits", 1.5, "min_hits: expected an int >= 1, got 1.5"),
+    ("det_thresh", 1.2, "det_thresh: expected a number in [0, 1], got 1.2"),
     ("track_thresh", 0.95, "det_thresh: track_thresh + 0.1 = 1.05 > 1 would start no track"),
-    ("classes", [-1], "classes: expected a list of class ids >= 0, got [-1]"),
+    ("classes", [-1], "classes[0]: expected an int >= 0, got -1"),
+    ("classes", [1, 2.5], "classes[1]: expected an int >= 0, got 2.5"),
 ])
 def test_options_are_checked(option: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")

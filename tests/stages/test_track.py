@@ -173,8 +173,9 @@ stages:
 
 @pytest.mark.parametrize(("options", "message"), [
     ("track_thresh: 7", "stages.trk.track_thresh: expected a number in [0, 1], got 7"),
-    ("track_buffer: 0", "stages.trk.track_buffer: expected an integer >= 1, got 0"),
-    ("idle_reset_s: -1", "stages.trk.idle_reset_s: expected a number > 0 or null, got -1"),
+    ("track_buffer: 0", "stages.trk.track_buffer: expected an int >= 1, got 0"),
+    ("idle_reset_s: -1", "stages.trk.idle_reset_s: expected a number > 0, got -1"),
+    ("frame_rate: 0", "stages.trk.frame_rate: expected a number > 0, got 0"),
     ("low_thresh: 0.9", "stages.trk.low_thresh: expected at most track_thresh (0.5), got 0.9"),
     ("track_tresh: 0.4", "stages.trk: unknown option 'track_tresh' (did you mean 'track_thresh'?)"),
 ])
