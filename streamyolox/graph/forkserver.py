@@ -21,8 +21,11 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import multiprocessing.forkserver as mp_forkserver
+import multiprocessing.util as mp_util
 import os
+import shutil
 import signal
+import tempfile
 import threading
 from typing import Any
 
@@ -53,6 +56,7 @@ def start() -> None:
     if not available():
         return
     context()
+    _own_temp_dir()
     main = threading.current_thread() is threading.main_thread()  # signal.signal works there only
     previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGHUP)} if main else {}
     try:
@@ -60,6 +64,18 @@ def start() -> None:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _own_temp_dir() -> None:
+    """multiprocessing's temp folder (the server's socket lives there) named like a run folder,
+    `syx-<pid>-mp-...`: a runner killed with -9 cannot remove it, and the next run's sweep of dead runners'
+    folders (`streamyolox.graph.stale`) then does. As `multiprocessing.util.get_temp_dir` makes it, removed
+    at exit; set before the first call of that function (its `_config` entry is the only hook)."""
+    config = mp.current_process()._config  # type: ignore[attr-defined]
+    if config.get("tempdir") is None:
+        path = tempfile.mkdtemp(prefix=f"syx-{os.getpid()}-mp-")
+        mp_util.Finalize(None, shutil.rmtree, args=(path, True), exitpriority=-100)
+        config["tempdir"] = path
 
 
 def stop() -> None:
