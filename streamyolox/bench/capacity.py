@@ -104,7 +104,9 @@ def run_overrides(cfg: CapacityConfig, out_dir: Path) -> tuple[str, list[str]]:
     real-time stream of the clip, and every output path moved into `out_dir` (a file per stream)."""
     from streamyolox.graph.validate import load_pipeline
 
-    src_sets = ["url=null", f"streams.{stream_id(0)}={cfg.clip}", "realtime=true", "loop=true"]
+    # the pipeline's own streams (url, streams, streams_file) give way to the bench's
+    src_sets = ["url=null", "streams={}", "streams_file=null", f"streams.{stream_id(0)}={cfg.clip}",
+                "realtime=true", "loop=true"]
     spec = load_pipeline(cfg.pipeline, list(cfg.overrides))
     decodes = [sid for sid, st in spec.stages.items() if st.kind == "decode"]
     source = cfg.source or (decodes[0] if len(decodes) == 1 else None)
