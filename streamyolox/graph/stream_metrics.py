@@ -178,8 +178,8 @@ class StreamBook:
         if "source_streams" in snap:
             view.multi = True
             view.status = {s["id"]: s for s in snap["source_streams"][:self.max_streams]}
-            for sid, s in view.status.items():
-                if s.get("state") not in GONE:
+            for sid, s in view.status.items():  # an ended stream's grace runs from its last news
+                if s.get("state") not in GONE or (sid not in self.seen and sid not in self.retired):
                     self._touch(sid, now)
 
     def _touch(self, stream: str, now: float) -> None:

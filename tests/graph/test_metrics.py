@@ -192,3 +192,18 @@ def test_a_stream_with_no_known_source_is_retired_when_idle() -> None:
     assert [r["id"] for r in book.rows({}, lambda sid: {}, {})] == ["a"]
     book.forget(t + 6, {})
     assert book.rows({}, lambda sid: {}, {}) == [] and book.retired["a"]["frames"] == 3
+
+
+def test_a_stream_that_ended_without_frames_gets_a_row_until_retired() -> None:
+    board, m = _board()
+    board.book = StreamBook(grace_s=5)
+    t = time.time()
+    status = [{"id": "bad", "url": "missing.mp4", "state": "ended", "error": "no such file"}]
+    board.update(_snap(m["src"], "source", t, source_streams=status))
+    (row,) = board.stream_rows(dropped={})
+    assert (row["id"], row["state"], row["frames"], row["error"]) == ("bad", "ended", 0, "no such file")
+    board.update(_snap(m["src"], "source", t + 3, source_streams=status))  # no news: the grace runs on
+    board.update(_snap(m["src"], "source", t + 6, source_streams=status))
+    assert board.stream_rows(dropped={}) == []
+    board.update(_snap(m["src"], "source", t + 9, source_streams=status))  # still listed: stays retired
+    assert board.stream_rows(dropped={}) == [] and board.stream_rows(final=True, dropped={})[0]["id"] == "bad"
