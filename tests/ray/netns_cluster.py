@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(240)
 PIPE = """
 name: shard
 stages:
-  source: {{kind: decode, streams: {streams}, restart: on-failure}}
+  source: {{kind: decode, streams: {streams}, restart: on-failure{source_extra}}}
   work: {{kind: "fake_stages:Passthrough", inputs: [source], sleep_ms: {sleep}, check_pixels: false,
          restart: on-failure{extra}}}
   sink: {{kind: "ray_stages:StreamLines", inputs: [work], path: "{out}/{{stream}}.jsonl", restart: on-failure}}
@@ -59,11 +59,11 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
 
 
 def _start(tmp_path: Path, cluster: LocalCluster, clip: Path, sleep_ms: int, extra: str = "",
-           shards: int = 2) -> subprocess.Popen:
+           shards: int = 2, source_extra: str = "") -> subprocess.Popen:
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
     streams = "{" + ", ".join(f"{s}: {clip}" for s in STREAMS) + "}"
-    (tmp_path / "p.yaml").write_text(PIPE.format(streams=streams, sleep=sleep_ms, out=out, extra=extra))
+    (tmp_path / "p.yaml").write_text(PIPE.format(streams=streams, sleep=sleep_ms, out=out, extra=extra, source_extra=source_extra))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent / "graph")]),
            "RAY_USAGE_STATS_ENABLED": "0"}
     return subprocess.Popen(
@@ -112,6 +112,22 @@ def test_four_streams_two_shards_every_frame_once_on_both_nodes(tmp_path: Path, 
     rows = {r["stage"]: r for r in summary["stages"]}
     assert rows["sink@0"]["frames_in"] == rows["sink@1"]["frames_in"] == 2 * clip[1]  # 2 streams each
     cluster.processes()
+    _no_stage_left()
+
+
+def test_stages_on_two_nodes_talk_over_tcp(tmp_path: Path, cluster: LocalCluster, clip: tuple[Path, int]) -> None:
+    # 1 CPU per node: the source takes the first node's, so `work` must go to the other node
+    proc = _start(tmp_path, cluster, clip[0], sleep_ms=0, shards=1, source_extra=", resources: {num_cpus: 1}",
+                  extra=", resources: {num_cpus: 1}")
+    code, err = _finish(proc, 180)
+    assert code == 0, err[-4000:]
+    for s in STREAMS:
+        assert _frames(tmp_path, s) == list(range(clip[1])), s
+    ex = json.loads((tmp_path / "m.json").read_text())["executor"]
+    nodes = {name: p["node_id"] for name, p in ex["processes"].items()}
+    assert nodes["source"] != nodes["work"] and nodes["sink"] == nodes["source"], ex  # the sink asks nothing
+    kinds = {(e["src"], e["dst"]): (e["kind"], e["address"].rpartition(":")[0]) for e in ex["edges"]}
+    assert kinds == {("source", "work"): ("tcp", "tcp://127.0.0.1"), ("work", "sink"): ("tcp", "tcp://127.0.0.1")}
     _no_stage_left()
 
 

@@ -123,14 +123,17 @@ class RayExecutor(Executor):
         return dict(self.nodes)
 
     def describe(self) -> dict[str, Any]:
-        """For the metrics: the node of every process and shard (node address and Ray id)."""
+        """For the metrics: the node of every process and shard (node address and Ray id), every edge."""
+        edges = {e.index: e for p in self.plans.values() for es in p.inputs.values() for e in es}
         shards: dict[int, set[Node]] = {}
         for name, stages in self.groups.items():
             shards.setdefault(shard_of(stages[0].id), set()).add(self.nodes[name])
         return {"kind": "ray",
                 "shards": [{"shard": k, "nodes": sorted(n.address for n in v), "node_ids": sorted(n.id for n in v)}
                            for k, v in sorted(shards.items())],
-                "processes": {n: {"node": node.address, "node_id": node.id} for n, node in self.nodes.items()}}
+                "processes": {n: {"node": node.address, "node_id": node.id} for n, node in self.nodes.items()},
+                "edges": [{"src": e.src, "dst": e.dst, "kind": e.kind, "address": e.address}
+                          for e in sorted(edges.values(), key=lambda e: e.index)]}
 
     # -- actors ----------------------------------------------------------------------------------------
     def _new_actor(self, name: str, node: Node, soft: bool = False) -> Any:
