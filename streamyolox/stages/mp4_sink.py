@@ -5,7 +5,9 @@ writes the index, so a run stopped by SIGINT/SIGTERM leaves a playable file; `fr
 self-contained fragments (one per keyframe), so even a killed process leaves a file that plays up to the
 last complete fragment.
 
-One file per stream, at the size of its first frame. A later frame of another size (a camera that
+One file per stream with `{stream}` in `path`, at the size of its first frame (without it, the first
+stream's only: several streams at start are refused before it, a stream added later is skipped and
+counted in `frames_skipped`). A later frame of another size (a camera that
 switches resolution, a reconnect to another profile, concatenated clips) is scaled into that size with its
 aspect ratio kept (black bars), with one warning per new size. Output timestamps follow the source PTS
 within a run of frames; where the PTS goes back or jumps ahead by more than `MAX_PTS_GAP_S` (a source
@@ -220,6 +222,8 @@ class Mp4Sink(Stage):
         self.codec = config.codec
         self.writers: dict[str, Mp4Writer] = {}
         self._pending: dict[str, list[Packet]] = {}
+        self._template = parse_path("mp4.path", config.path)
+        self._warned: set[str] = set()
 
     def open(self) -> None:
         cfg: Mp4Config = self.config
@@ -229,9 +233,24 @@ class Mp4Sink(Stage):
 
     def _path_for(self, stream: str) -> Path:
         template = parse_path("mp4.path", self.config.path)
-        if not template.templated and (self.writers or len(self._pending) > 1):
-            raise ValueError(f"mp4 sink: frames from several streams but path {template.raw!r} has no {{stream}}")
         return continuation(Path(template.render(stream)), self.ctx.restarts)
+
+    def _foreign(self, stream: str) -> bool:
+        """Without `{stream}` the file is the first stream's: another stream's frames (one added while the
+        pipeline runs; the pre-start checks refuse several streams at start) are skipped, counted in
+        `frames_skipped` and warned about once, rather than ending the run."""
+        if self._template.templated:
+            return False
+        owner = next(iter(self.writers), None) or next(iter(self._pending), None)
+        if owner is None or owner == stream:
+            return False
+        self.ctx.count("frames_skipped")
+        if stream not in self._warned and len(self._warned) < 16:  # bounded: a few names in the log
+            self._warned.add(stream)
+            self.ctx.log.warning("mp4 sink: path %r has no {stream}: it holds stream %r only; the frames of "
+                                 "stream %r are skipped (counted in frames_skipped)", self.config.path, owner,
+                                 stream)
+        return True
 
     def _fps(self, packets: list[Packet], final: bool) -> Fraction | None:
         """Frame rate from the option, the source's metadata, or the first two PTS (None: wait for more)."""
@@ -290,6 +309,8 @@ class Mp4Sink(Stage):
             raise ValueError(f"mp4 sink {self.ctx.stage_id!r}: packet has no frame (place it downstream of decode)")
         stream = packet.meta.stream
         if stream not in self.writers:
+            if self._foreign(stream):
+                return []
             pending = self._pending.setdefault(stream, [])
             # a copy: the frame is a view of a shared-memory slot that the runtime reuses once process()
             # returns (an uncopied first frame came out as a later frame of the stream)

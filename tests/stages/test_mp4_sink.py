@@ -129,12 +129,24 @@ def test_other_codec_and_odd_size(tmp_path: Path) -> None:
     assert frames[0].shape[:2] >= (101, 151)
 
 
-def test_one_file_per_stream_with_the_placeholder_and_an_error_without(tmp_path: Path) -> None:
+def test_one_file_per_stream_with_the_placeholder_and_the_first_stream_only_without(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     packets = [p for pair in zip(_synthetic(8, stream="a"), _synthetic(8, stream="b")) for p in pair]
     run_stage(Mp4Sink, packets, {"path": str(tmp_path / "out_{stream}.mp4")})
     assert len(decode(tmp_path / "out_a.mp4")[0]) == 8 and len(decode(tmp_path / "out_b.mp4")[0]) == 8
-    with pytest.raises(ValueError, match=r"several streams.*\{stream\}"):
-        run_stage(Mp4Sink, packets, {"path": str(tmp_path / "one.mp4")})
+    # without {stream} (a stream added while running; several at start are refused before it): the file
+    # is the first stream's, the other's frames are skipped, counted and warned about once
+    sink = make_stage(Mp4Sink, {"path": str(tmp_path / "one.mp4")})
+    sink.open()
+    with caplog.at_level(logging.WARNING):
+        for p in packets:
+            sink.process(p)
+    sink.close()
+    frames, _, _ = decode(tmp_path / "one.mp4")
+    assert len(frames) == 8 and sink.ctx.counters["frames_skipped"] == 8
+    assert [r.getMessage() for r in caplog.records].count(
+        f"mp4 sink: path {str(tmp_path / 'one.mp4')!r} has no {{stream}}: it holds stream 'a' only; the frames of "
+        f"stream 'b' are skipped (counted in frames_skipped)") == 1
 
 
 def test_packet_without_a_frame_is_a_clear_error(tmp_path: Path) -> None:
