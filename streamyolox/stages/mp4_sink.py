@@ -30,11 +30,13 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import av
 import cv2
 import numpy as np
+from av.video.codeccontext import VideoCodecContext
+from av.video.stream import VideoStream
 
 from streamyolox.analytics.events import is_end_of_stream
 from streamyolox.config_fields import OptionError, output_path, ranged
@@ -94,7 +96,7 @@ def pick_codec(requested: str, pix_fmt: str) -> str:
     errors = []
     for name in dict.fromkeys((requested, *FALLBACK_CODECS)):
         try:
-            cc = av.CodecContext.create(name, "w")
+            cc = cast(VideoCodecContext, av.CodecContext.create(name, "w"))  # a video encoder by name
             cc.width, cc.height, cc.pix_fmt = 64, 64, pix_fmt
             cc.time_base, cc.framerate = Fraction(1, 30), Fraction(30)
             cc.open()
@@ -145,7 +147,8 @@ class Mp4Writer:
         options = {"movflags": _FRAG_FLAGS, "flush_packets": "1"} if config.fragmented else {}
         self.container = av.open(str(path), "w", format="mp4", options=options)
         try:
-            self.stream = self.container.add_stream(codec, rate=fps)
+            # add_stream of a video codec gives a VideoStream (PyAV's stubs return the union of kinds)
+            self.stream = cast(VideoStream, self.container.add_stream(codec, rate=fps))
             self.stream.width, self.stream.height = self._even(self.width), self._even(self.height)
             self.stream.pix_fmt = config.pix_fmt
             self.stream.codec_context.time_base = self.time_base
