@@ -27,6 +27,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check streamyolox trainer tests benchmarks examples scripts
+	$(BIN)/mypy  # streamyolox + trainer ([tool.mypy] in pyproject.toml)
 	$(BIN)/python -m pytest -q -rs tests
 
 bench: install  # side-by-side CPU benchmark -> benchmarks/results/, benchmarks/README.md
