@@ -133,6 +133,9 @@ def serve(board: MetricsBoard, port: int, pipeline: str, host: str = "127.0.0.1"
                        "stages": {r["stage"]: {"state": r["state"], "error": r["error"],
                                                "restarts": r["restarts"]} for r in rows},
                        "streams": {r["id"]: r["state"] for r in board.stream_rows(dropped={})}}
+                executor = getattr(getattr(control, "sup", None), "executor", None)
+                if executor is not None:  # where the processes run (ray: the node of every shard)
+                    doc["executor"] = executor.describe()
                 body, ctype, code = json.dumps(doc).encode(), "application/json", 200 if ok else 503
             self.send_response(code)
             self.send_header("Content-Type", ctype)

@@ -21,7 +21,7 @@ FAST_HEALTH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_m
                "RAY_health_check_failure_threshold": "5"}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -34,7 +34,7 @@ class LocalCluster:
 
     def __init__(self) -> None:
         self.temp = tempfile.mkdtemp(prefix="syxray", dir="/tmp")
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.seen: dict[int, psutil.Process] = {}
         self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **FAST_HEALTH}

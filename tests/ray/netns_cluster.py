@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import av
 import numpy as np
 import psutil
 import pytest
-from cluster import LocalCluster
+from cluster import LocalCluster, free_port
 
 HERE = Path(__file__).resolve().parent
 STREAMS = ("a", "b", "c", "d")
@@ -59,7 +60,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
 
 
 def _start(tmp_path: Path, cluster: LocalCluster, clip: Path, sleep_ms: int, extra: str = "",
-           shards: int = 2, source_extra: str = "") -> subprocess.Popen:
+           shards: int = 2, source_extra: str = "", http: int | None = None) -> subprocess.Popen:
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
     streams = "{" + ", ".join(f"{s}: {clip}" for s in STREAMS) + "}"
@@ -69,7 +70,7 @@ def _start(tmp_path: Path, cluster: LocalCluster, clip: Path, sleep_ms: int, ext
     return subprocess.Popen(
         [sys.executable, "-m", "streamyolox", "run", str(tmp_path / "p.yaml"), "--executor", "ray",
          "--ray-address", cluster.address, "--shards", str(shards), "--no-dashboard",
-         "--metrics-json", str(tmp_path / "m.json")],
+         "--metrics-json", str(tmp_path / "m.json"), *(["--http", str(http)] if http else [])],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -133,7 +134,8 @@ def test_stages_on_two_nodes_talk_over_tcp(tmp_path: Path, cluster: LocalCluster
 
 def test_raylet_killed_mid_run_every_frame_exactly_once(tmp_path: Path, cluster: LocalCluster,
                                                         clip: tuple[Path, int]) -> None:
-    proc = _start(tmp_path, cluster, clip[0], sleep_ms=40)
+    port = free_port()
+    proc = _start(tmp_path, cluster, clip[0], sleep_ms=40, http=port)
     deadline = time.monotonic() + 120
     while min(len(_frames(tmp_path, s)) for s in STREAMS) < 8:  # both shards are writing
         assert time.monotonic() < deadline and proc.poll() is None, "the run never got going"
@@ -141,6 +143,10 @@ def test_raylet_killed_mid_run_every_frame_exactly_once(tmp_path: Path, cluster:
         time.sleep(0.1)
     cluster.processes()  # remember the worker node's processes: orphans once its raylet is gone
     before = {s: len(_frames(tmp_path, s)) for s in STREAMS}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:  # the driver's view
+        health = json.loads(r.read())
+    assert len({s["node_ids"][0] for s in health["executor"]["shards"]}) == 2, health
+    assert {"source@0", "sink@1"} <= set(health["stages"])
     for pid in cluster.worker_raylets:
         os.kill(pid, signal.SIGKILL)
     code, err = _finish(proc, 180)
@@ -150,9 +156,10 @@ def test_raylet_killed_mid_run_every_frame_exactly_once(tmp_path: Path, cluster:
         assert _frames(tmp_path, s) == list(range(clip[1])), s  # exactly once, in order
     assert any(n < clip[1] for n in before.values()), before  # it was killed mid-run
     summary = json.loads((tmp_path / "m.json").read_text())
-    nodes = {s["node_ids"][0] for s in summary["executor"]["shards"]}
-    assert len(nodes) == 1, summary["executor"]  # the lost node's shard moved to the one left
-    assert max(r["restarts"] for r in summary["stages"]) >= 1
+    restarts = {r["stage"]: r["restarts"] for r in summary["stages"]}
+    lost = [k for k in (0, 1) if all(restarts[f"{s}@{k}"] >= 1 for s in ("source", "work", "sink"))]
+    kept = [k for k in (0, 1) if all(restarts[f"{s}@{k}"] == 0 for s in ("source", "work", "sink"))]
+    assert len(lost) == len(kept) == 1, restarts  # the shard of the lost node restarted, the other one not
     _no_stage_left()
 
 

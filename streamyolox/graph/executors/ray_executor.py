@@ -79,6 +79,9 @@ class RayExecutor(Executor):
 
     def __init__(self, address: str | None = None, shards: int = 1) -> None:
         ray = import_ray()
+        from streamyolox.graph import forkserver
+
+        forkserver.stop()  # `streamyolox run` started it for local stages; on Ray this process forks none
         self.ray = ray
         self.shards = shards
         self.connected = not ray.is_initialized()

@@ -24,7 +24,9 @@ class StageHost:
     def __init__(self, sys_path: list[str], n_plans: int) -> None:
         # the stages' modules (`module:Class` kinds) are found as on the driver; spawn passes sys.path on
         sys.path[:0] = [p for p in sys_path if p not in sys.path]
-        self.local = LocalExecutor()  # the run's flags, as the child reads them, live in this actor
+        # the run's flags, as the child reads them, live in this actor. spawn, not the runner's forkserver:
+        # the child's parent must be this actor (PR_SET_PDEATHSIG), and an actor starts one process only
+        self.local = LocalExecutor("spawn")
         self.local.done = self.local.mp.Array("b", n_plans, lock=False)
         self.proc: LocalHandle | None = None
         self.made_dirs: list[str] = []
