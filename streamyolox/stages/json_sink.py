@@ -9,6 +9,7 @@ detections (not a frame: its `frame` is the stream's last one).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,32 @@ from streamyolox.stages.stream_paths import PathTemplate, parse_path
 # when its stream writes again), so many streams, or streams added and removed for days, stay within the
 # process's file limit.
 MAX_OPEN_FILES = 64
+
+
+def written_frames(path: Path) -> dict[str, int]:
+    """The last frame index written per stream in the JSON-lines file `path` ({} when it does not exist),
+    after cutting a last line that a killed writer left half written (appending to it would corrupt the
+    next record). A full read, once per restart: a restarted sink whose upstream re-sends a file stream
+    from its start (a lost Ray node restarts the whole shard) skips what the file already has."""
+    last: dict[str, int] = {}
+    try:
+        with open(path, "rb+") as f:
+            good = 0
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break
+                good += len(line)
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue  # not ours to judge: kept as it is
+                if isinstance(rec, dict) and isinstance(rec.get("frame"), int):
+                    stream = str(rec.get("stream"))
+                    last[stream] = max(last.get(stream, -1), rec["frame"])
+            f.truncate(good)
+    except FileNotFoundError:
+        pass
+    return last
 
 
 @dataclass
@@ -55,6 +82,9 @@ class JsonSink(Stage):
         # file name -> open file (one for all when not templated), least recently written first
         self._files: dict[str, TextIO] = {}
         self._started: set[str] = set()  # per-stream files this run created (one name per stream seen)
+        # a restarted sink: stream -> last frame its earlier incarnations wrote; a file frame at or before it
+        # is skipped (a frame of a live stream never: its numbering starts again with its connection)
+        self._written: dict[str, int] = {}
         if cfg.path == "-":
             self._files["-"] = sys.stdout
         elif not self._template.templated:
@@ -67,6 +97,9 @@ class JsonSink(Stage):
         again = name in self._started
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if self.ctx.restarts and not again and os.path.isfile(path):
+                for stream, frame in written_frames(path).items():
+                    self._written[stream] = max(self._written.get(stream, -1), frame)
             # line buffered: every record reaches the file as it is written, so a killed run loses nothing;
             # a restarted sink (restart: on-failure) adds to what its previous incarnation wrote
             out = open(path, "a" if cfg.append or self.ctx.restarts or again else "w",  # noqa: SIM115
@@ -93,10 +126,16 @@ class JsonSink(Stage):
         return self._open(name)
 
     def process(self, packet: Packet) -> list[Packet]:
+        out = self._file_for(packet.meta.stream)
+        meta = packet.meta
+        if meta.frame <= self._written.get(meta.stream, -1) and not meta.extra.get("live") \
+                and not is_end_of_stream(meta.extra):
+            self.ctx.count("duplicates_skipped")  # already in the file from before the restart
+            return []
         record = add_analytics(frame_record(packet.meta, packet.detections), packet.events, packet.counts)
         if is_end_of_stream(packet.meta.extra):  # a count stage's last events, not a frame
             record[END_OF_STREAM] = True
-        self._file_for(packet.meta.stream).write(json.dumps(record) + "\n")
+        out.write(json.dumps(record) + "\n")
         return []
 
     def close(self) -> list[Packet]:
