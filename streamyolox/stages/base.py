@@ -70,6 +70,10 @@ class Stage:
     # False for stages that keep per-stream state (a tracker, a counter): every frame of a stream must reach
     # one instance in order, so `replicas` > 1 is refused when the pipeline is validated.
     replicable: ClassVar[bool] = True
+    # True: the stage's process is spawned afresh instead of forked from the run's preloaded forkserver
+    # (`streamyolox.graph.forkserver`), for a stage that must not share the preloaded libraries (display:
+    # PyAV's bundled xcb clashes with OpenCV's Qt window system).
+    spawned: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
     def __init__(self, config: Any, ctx: StageContext) -> None:

@@ -92,6 +92,7 @@ class DisplaySink(Stage):
     kind: ClassVar[str] = "display"
     Config: ClassVar[type[StageConfig]] = DisplayConfig
     is_sink: ClassVar[bool] = True
+    spawned: ClassVar[bool] = True  # not forked from the forkserver: it has PyAV (and its xcb) loaded
     description: ClassVar[str] = "live OpenCV window with boxes and FPS; q/Esc stops the run"
 
     def __init__(self, config: Any, ctx: Any) -> None:

@@ -54,8 +54,8 @@ class LocalExecutor(Executor):
         self.done = self.mp.Array("b", len(plans), lock=False)  # processes that finished (exit 0)
 
     def start(self, plan: ProcessPlan, incarnation: int) -> LocalHandle:
-        return LocalHandle(plan.name, start_child(self.mp, plan, incarnation, self.stop_ev, self.abort_ev,
-                                                  self.done))
+        ctx = mp.get_context("spawn") if self.forked and _needs_spawn(plan) else self.mp
+        return LocalHandle(plan.name, start_child(ctx, plan, incarnation, self.stop_ev, self.abort_ev, self.done))
 
     def stop(self) -> None:
         self.stop_ev.set()
@@ -69,6 +69,13 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         if self.forked:
             forkserver.stop()  # the run's processes have ended: the server must not outlive the run
+
+
+def _needs_spawn(plan: ProcessPlan) -> bool:
+    """A plan with a stage that must not be forked from the preloaded server (`Stage.spawned`)."""
+    from streamyolox.stages.registry import load_stage_class
+
+    return any(load_stage_class(s.kind).spawned for s in plan.stages)
 
 
 def start_child(ctx: Any, plan: ProcessPlan, incarnation: int, stop: Any, abort: Any, done: Any) -> Any:
