@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     overrides = argparse.ArgumentParser(add_help=False)
     overrides.add_argument("file", help="pipeline YAML")
     overrides.add_argument("--set", dest="sets", action="append", default=[], metavar="PATH=VALUE",
-                           help="override a value before validation, e.g. stages.source.url=clip.mp4")
+                           help="override a value before validation, e.g. stages.source.url=clip.mp4; "
+                                "stages.source.streams.cam.1=clip.mp4 adds stream cam.1 (all after streams. is "
+                                "the id), stages.source.streams[cam.1].max_fps=5 sets one of its options")
 
     p = subparsers.add_parser("run", parents=[overrides], help="run a pipeline YAML")
     p.add_argument("--metrics-json", default=None, metavar="FILE", help="write the final metrics here")

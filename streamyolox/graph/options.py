@@ -176,3 +176,75 @@ def option_message(path: str, message: str, fields: typing.Container[str]) -> st
             if name and name in fields:
                 return f"{path}.{option}: {why}" if path else f"{option}: {why}"
     return f"{path}: {message}" if path else message
+
+
+# `name[key]` in a --set path: `key` taken literally, dots included (stream ids may hold dots; no id, option
+# or stage name holds brackets)
+_BRACKETED = re.compile(r"\[([^\[\]]*)\]")
+
+
+def _path_parts(key: str) -> list[tuple[str, bool]]:
+    """`a.b[c.d].e` -> [(a, False), (b, False), (c.d, True), (e, False)]; SpecError on a stray bracket."""
+    chunks = _BRACKETED.split(key)
+    parts: list[tuple[str, bool]] = []
+    for i, chunk in enumerate(chunks):
+        if i % 2:  # a bracketed key
+            parts.append((chunk, True))
+            continue
+        if "[" in chunk or "]" in chunk:
+            raise SpecError(f"--set {key}: unbalanced brackets (write name[KEY])")
+        if i and chunk.startswith("."):  # `[key].e`: the dot after a bracket
+            chunk = chunk[1:]
+        if chunk or len(chunks) == 1:  # nothing between two brackets or at an end is no key
+            parts.extend((p, False) for p in chunk.split("."))
+    return parts
+
+
+def _streams_stage(doc: dict[str, Any], sid: str) -> bool:
+    """Whether `stages.<sid>` is a decode stage (or a kind derived from it): its `streams` keys are ids."""
+    from streamyolox.stages.registry import StageKindError, load_stage_class
+
+    body = (doc.get("stages") or {}).get(sid) if isinstance(doc.get("stages"), dict) else None
+    kind = body.get("kind", "decode") if isinstance(body, dict) else "decode"
+    if kind == "decode":
+        return True
+    try:
+        from streamyolox.stages.decode import DecodeStage
+
+        return isinstance(kind, str) and issubclass(load_stage_class(kind), DecodeStage)
+    except StageKindError:
+        return False
+
+
+def override_path(doc: dict[str, Any], key: str, value: Any) -> list[str]:
+    """The mapping keys a `--set key=value` walks. Dots separate keys, `[...]` holds one key literally.
+    Behind `stages.<id>.streams.` of a decode stage the whole rest is ONE stream id (ids may hold dots:
+    `stages.source.streams.cam.1=clip.mp4` adds stream `cam.1`); a plain value given to a stream that is a
+    mapping of options sets its url. A stream's own options: `stages.source.streams[cam.1].max_fps=5` (a
+    stream given as a bare url becomes `{url: ...}` first)."""
+    parts = _path_parts(key)
+    names = [p for p, _ in parts]
+    if (len(parts) >= 4 and names[0] == "stages" and names[2] == "streams"
+            and not any(bracketed for _, bracketed in parts[:3]) and _streams_stage(doc, names[1])):
+        if not parts[3][1]:
+            names = [*names[:3], ".".join(names[3:])]
+            if value is not None and not isinstance(value, (str, dict)):
+                raise SpecError(f"--set {key}: stream {names[3]!r} takes a url or a mapping of options, got "
+                                f"{value!r} (one option of a stream: stages.{names[1]}.streams[ID].OPTION=VALUE)")
+        _stream_entry(doc, names, value)
+    if any(not n for n in names):
+        raise SpecError(f"--set {key}: empty key in the path")
+    return names
+
+
+def _stream_entry(doc: dict[str, Any], names: list[str], value: Any) -> None:
+    """Make `names` (stages.<id>.streams.<stream>[.option...]) fit the stream's current entry: a url to a
+    mapping of options sets its `url`; an option of a bare-url stream turns it into `{url: ...}`."""
+    stages = doc.get("stages")
+    body = stages.get(names[1]) if isinstance(stages, dict) else None
+    streams = body.get("streams") if isinstance(body, dict) else None
+    entry = streams.get(names[3]) if isinstance(streams, dict) else None
+    if len(names) == 4 and isinstance(entry, dict) and not isinstance(value, dict):
+        names.append("url")
+    elif len(names) > 4 and isinstance(entry, str) and isinstance(streams, dict):
+        streams[names[3]] = {"url": entry}

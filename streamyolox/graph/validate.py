@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from streamyolox.graph.options import SpecError, build_dataclass, convert, unknown_key_error
+from streamyolox.graph.options import SpecError, build_dataclass, convert, override_path, unknown_key_error
 from streamyolox.graph.spec import ExecutorSpec, MetricsSpec, PipelineSpec, StageSpec
 from streamyolox.model.spec import ModelSpec
 from streamyolox.stages.base import Stage
@@ -69,7 +69,8 @@ def apply_overrides(doc: dict[str, Any], sets: Sequence[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise SpecError(f"--set {item}: expected dotted.path=value")
-        parts = key.strip().split(".")
+        value = _scalar(raw)
+        parts = override_path(doc, key.strip(), value)  # `streams.cam.1`: one id; `[key]` literal
         node: Any = doc
         for i, part in enumerate(parts[:-1]):
             child = node.get(part) if isinstance(node, dict) else None
@@ -78,7 +79,7 @@ def apply_overrides(doc: dict[str, Any], sets: Sequence[str]) -> dict[str, Any]:
             if not isinstance(child, dict):
                 raise SpecError(f"--set {item}: {'.'.join(parts[:i + 1])} is not a mapping")
             node = child
-        node[parts[-1]] = _scalar(raw)
+        node[parts[-1]] = value
     return doc
 
 
