@@ -287,8 +287,6 @@ def _listen_binds(spec: PipelineSpec, sid: str) -> Iterator[tuple[str, str, int]
 
 def check_ports(spec: PipelineSpec, local: list[str], http_port: int | None) -> None:
     """Every port to bind is free and bound once; zmq CURVE key files readable."""
-    from streamyolox.stages.zmq_sink import ZmqSinkConfig, load_server_key
-
     taken: dict[int, str] = {}
     for label, host, port in _binds(spec, local, http_port):
         if port == 0:  # any free port
@@ -299,7 +297,13 @@ def check_ports(spec: PipelineSpec, local: list[str], http_port: int | None) -> 
         if reason:
             raise SpecError(f"{label}: {reason}" if label.startswith("--") else f"{label}: {port}: {reason}")
         taken[port] = label
-    for sid in local:
+    zmq_sinks = [sid for sid in local if spec.stages[sid].kind == "zmq"]
+    if not zmq_sinks:
+        return
+    # only now: the zmq sink's module imports zmq.auth's thread (asyncio): 0.1 s of every run's start-up
+    from streamyolox.stages.zmq_sink import ZmqSinkConfig, load_server_key
+
+    for sid in zmq_sinks:
         cfg = spec.stages[sid].options
         if isinstance(cfg, ZmqSinkConfig) and cfg.curve_server_secret_key is not None:
             try:

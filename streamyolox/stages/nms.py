@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from streamyolox.config_fields import ranged
+from streamyolox.detections import Detections
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
 
@@ -29,19 +32,31 @@ class NmsStage(Stage):
 
     def open(self) -> None:
         from streamyolox.inference.metadata import class_names_for
-        from streamyolox.ops import postprocess
+        from streamyolox.ops import postprocess_ref
 
         cfg: NmsConfig = self.config
-        self._postprocess = postprocess
         self.class_names = class_names_for(self.ctx.model)
-        # compile (or load from numba's cache) now: the first call took 1.9 s, which would age frame 0
-        postprocess(np.zeros((8, 85), np.float32), 1.0)
+        # numba's first call compiles, or loads its cache: 0.3-0.4 s (1.9 s uncached) that held frame 0 and
+        # so the run's first output. The numpy reference, equal to it bit for bit (tests/ops/test_decode.py),
+        # serves the frames that come before the numba path is ready.
+        self._postprocess: Callable[..., Detections] = postprocess_ref
+        threading.Thread(target=self._load_fast, name="nms-numba-load", daemon=True).start()
         self._gpu = None
         if self.ctx.model is not None and self.ctx.model.device.startswith("cuda"):
             from streamyolox.ops.gpu_postprocess import PostprocessGPU
 
             # one instance for the run: it keeps its device buffers between frames
             self._gpu = PostprocessGPU(cfg.score_threshold, cfg.iou_threshold, cfg.class_agnostic, self.class_names)
+
+    def _load_fast(self) -> None:
+        from streamyolox.ops import postprocess
+
+        try:
+            postprocess(np.zeros((8, 85), np.float32), 1.0)
+        except Exception as exc:  # the reference keeps serving: slower, the same detections
+            self.ctx.log.warning("numba postprocess unavailable, using the numpy reference: %s", exc)
+            return
+        self._postprocess = postprocess  # one reference assignment: atomic for the stage's thread
 
     def process(self, packet: Packet) -> list[Packet]:
         cfg: NmsConfig = self.config

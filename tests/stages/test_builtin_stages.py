@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -86,3 +87,31 @@ def test_json_sink_unwritable_path_is_one_line(tmp_path: Path) -> None:
     stage = make_stage(JsonSink, {"path": str(blocker / "out.jsonl")})
     with pytest.raises(ValueError, match=r"json.path: cannot write .*out.jsonl"):
         stage.open()
+
+
+def test_nms_stage_serves_frames_while_numba_loads_with_the_same_detections() -> None:
+    """open() returns before numba's postprocess is loaded (0.3-0.4 s, the run's first output waited for it):
+    frames meanwhile go through the numpy reference, and both give the same detections."""
+    from streamyolox.ops import postprocess
+
+    rng = np.random.default_rng(3)
+    pred = np.zeros((3549, 85), np.float32)
+    pred[:, :2] = rng.uniform(0, 416, (3549, 2))
+    pred[:, 2:4] = rng.uniform(8, 120, (3549, 2))
+    pred[:, 4] = rng.uniform(0, 1, 3549)
+    pred[:, 5:] = rng.uniform(0, 1, (3549, 80)) ** 4
+    stage = make_stage(NmsStage, {"score_threshold": 0.3})
+    stage.open()
+    first = stage.process(Packet(meta=FrameMeta(stream="s", frame=0, time=0.0, width=640, height=480),
+                                 raw=pred.copy(), ratio=0.65))[0].detections
+    for _ in range(600):  # the load runs in a thread: up to 60 s on a loaded 2-core machine
+        if stage._postprocess is postprocess:
+            break
+        time.sleep(0.1)
+    assert stage._postprocess is postprocess, "the numba path never became ready"
+    later = stage.process(Packet(meta=FrameMeta(stream="s", frame=1, time=0.0, width=640, height=480),
+                                 raw=pred.copy(), ratio=0.65))[0].detections
+    assert len(first) > 5
+    np.testing.assert_array_equal(first.xyxy, later.xyxy)
+    np.testing.assert_array_equal(first.scores, later.scores)
+    np.testing.assert_array_equal(first.class_ids, later.class_ids)
