@@ -8,11 +8,14 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
 
+from streamyolox.detections import FrameMeta
 from streamyolox.sources import SourceError
 from streamyolox.sources.streams import StreamExists
 from streamyolox.stages.decode import DecodeStage
@@ -48,8 +51,8 @@ def dog_ref(dog_480p: Path) -> list[str]:
     return reference_digests(dog_480p)
 
 
-def by_stream(packets: list[Packet]) -> dict[str, list[Packet]]:
-    out: dict[str, list[Packet]] = {}
+def by_stream(packets: list[Packet] | list[Seen]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
     for p in packets:
         out.setdefault(p.meta.stream, []).append(p)
     return out
@@ -123,25 +126,55 @@ def test_one_stream_failing_never_stops_the_others(street_720p: Path, dog_480p: 
     stage.close()
 
 
+@dataclass
+class Seen:
+    """What a test keeps of a packet: its meta and its frame's digest. Keeping the frames themselves had a
+    failed test's consumer hold every frame of a looping file (the OOM killer took pytest at 24 GB)."""
+
+    meta: FrameMeta
+    digest: str
+
+
 class Consumer(threading.Thread):
-    """Runs generate() in its own thread (as the stage loop does) while the test calls the control methods."""
+    """Runs generate() in its own thread (as the stage loop does) while the test calls the control methods.
+    Use it as a context manager: on the way out, failed or not, it stops pulling and closes the generator."""
 
     def __init__(self, stage: DecodeStage) -> None:
         super().__init__(daemon=True)
         self.stage = stage
-        self.packets: list[Packet] = []
+        self.packets: list[Seen] = []
         self.error: BaseException | None = None
+        self._stop_now = threading.Event()
 
     def run(self) -> None:
+        gen = self.stage.generate()
         try:
-            for p in self.stage.generate():
-                self.packets.append(p)
+            for p in gen:
+                self.packets.append(Seen(p.meta, digest(p.frame)))
+                if self._stop_now.is_set() or len(self.packets) > MAX_SEEN:
+                    break
                 time.sleep(0.002)  # a pipeline slower than the decoders: buffers stay full
         except BaseException as exc:
             self.error = exc
+        finally:
+            gen.close()
 
     def count(self, stream: str) -> int:
         return sum(p.meta.stream == stream for p in list(self.packets))
+
+    def __enter__(self) -> Consumer:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if self.is_alive():
+            self._stop_now.set()
+            self.join(30)
+        if exc_type is not None:  # a failed test: its readers (a looping file decodes forever) stop too
+            self.stage.close()
+
+
+MAX_SEEN = 20_000  # far more than any test here takes; a runaway loop stops there
 
 
 def test_add_and_remove_while_generating(street_720p: Path, dog_480p: Path, dog_ref: list[str],
@@ -149,40 +182,40 @@ def test_add_and_remove_while_generating(street_720p: Path, dog_480p: Path, dog_
     loops = {"a": {"url": str(street_720p), "loop": True}, "b": {"url": str(dog_480p), "loop": True}}
     stage = make_stage(DecodeStage, {"streams": loops, "threads": 1})
     stage.open()
-    consumer = Consumer(stage)
-    consumer.start()
-    wait_for(lambda: consumer.count("a") >= 20 and consumer.count("b") >= 20)
-    added = stage.add_stream("c", {"url": str(dog_480p), "stride": 5})
-    assert added["id"] == "c" and added["state"] in ("connecting", "up")
-    with pytest.raises(StreamExists):
-        stage.add_stream("b", str(dog_480p))
-    with pytest.raises(ValueError, match=r"^streams.d.max_fps: expected a number > 0, got -1$"):
-        stage.add_stream("d", {"url": str(dog_480p), "max_fps": -1})
-    with pytest.raises(ValueError, match=r"^streams.d.url: source file not found"):
-        stage.add_stream("d", "/nonexistent/clip.mp4")
-    with pytest.raises(KeyError):
-        stage.remove_stream("zz")
-    wait_for(lambda: consumer.count("c") >= 5)
-    removed = stage.remove_stream("a")
-    assert removed["state"] == "removed"
-    last_a = removed["last_frame"]
-    time.sleep(0.3)  # the removed reader stops; nothing more of `a` may come out
-    assert consumer.count("a") == last_a + 1 == removed["frames"]
-    again = stage.add_stream("a", str(dog_480p))  # the id is free again; its frame index continues
-    assert again["state"] in ("connecting", "up")
-    wait_for(lambda: any(s["id"] == "c" and s["state"] == "ended" for s in stage.streams_status()))
-    stage.remove_stream("b")
-    consumer.join(60)
-    assert not consumer.is_alive() and consumer.error is None, consumer.error
+    with Consumer(stage) as consumer:
+        wait_for(lambda: consumer.count("a") >= 20 and consumer.count("b") >= 20)
+        added = stage.add_stream("c", {"url": str(dog_480p), "stride": 5})
+        assert added["id"] == "c" and added["state"] in ("connecting", "up")
+        with pytest.raises(StreamExists):
+            stage.add_stream("b", str(dog_480p))
+        with pytest.raises(ValueError, match=r"^streams.d.max_fps: expected a number > 0, got -1$"):
+            stage.add_stream("d", {"url": str(dog_480p), "max_fps": -1})
+        with pytest.raises(ValueError, match=r"^streams.d.url: source file not found"):
+            stage.add_stream("d", "/nonexistent/clip.mp4")
+        with pytest.raises(KeyError):
+            stage.remove_stream("zz")
+        wait_for(lambda: consumer.count("c") >= 5)
+        removed = stage.remove_stream("a")
+        assert removed["state"] == "removed"
+        last_a = removed["last_frame"]
+        wait_for(lambda: consumer.count("a") >= removed["frames"], timeout=10)  # what was emitted drains
+        time.sleep(0.3)  # the removed reader stops; nothing more of `a` may come out
+        assert consumer.count("a") == last_a + 1 == removed["frames"]
+        again = stage.add_stream("a", str(dog_480p))  # the id is free again; its frame index continues
+        assert again["state"] in ("connecting", "up")
+        wait_for(lambda: any(s["id"] == "c" and s["state"] == "ended" for s in stage.streams_status()))
+        stage.remove_stream("b")
+        consumer.join(60)
+        assert not consumer.is_alive() and consumer.error is None, consumer.error
     stage.close()
     got = by_stream(consumer.packets)
-    assert [digest(p.frame) for p in got["c"]] == dog_ref[::5]
+    assert [p.digest for p in got["c"]] == dog_ref[::5]
     assert [p.meta.frame for p in got["c"]] == list(range(0, 150, 5))
     old_a = [p for p in got["a"] if p.meta.frame <= last_a]
     new_a = [p for p in got["a"] if p.meta.frame > last_a]
     assert [p.meta.frame for p in old_a] == list(range(last_a + 1))
-    assert [digest(p.frame) for p in old_a] == [street_ref[i % 300] for i in range(last_a + 1)]
-    assert [digest(p.frame) for p in new_a] == dog_ref, "the re-added stream: every frame, in order"
+    assert [p.digest for p in old_a] == [street_ref[i % 300] for i in range(last_a + 1)]
+    assert [p.digest for p in new_a] == dog_ref, "the re-added stream: every frame, in order"
     assert [p.meta.frame for p in new_a] == list(range(new_a[0].meta.frame, new_a[0].meta.frame + 150))
     frames_b = [p.meta.frame for p in got["b"]]
     assert frames_b == list(range(len(frames_b)))
@@ -195,15 +228,14 @@ def test_add_and_remove_while_generating(street_720p: Path, dog_480p: Path, dog_
 def test_empty_source_waits_for_streams_added_live(dog_480p: Path, dog_ref: list[str]) -> None:
     stage = make_stage(DecodeStage, {"streams": {}, "threads": 1})
     stage.open()
-    consumer = Consumer(stage)
-    consumer.start()
-    time.sleep(0.5)
-    assert consumer.is_alive() and not consumer.packets  # no stream yet: it waits, it does not end
-    stage.add_stream("late", str(dog_480p))
-    consumer.join(60)
-    assert not consumer.is_alive() and consumer.error is None  # the one stream ended: so does the source
+    with Consumer(stage) as consumer:
+        time.sleep(0.5)
+        assert consumer.is_alive() and not consumer.packets  # no stream yet: it waits, it does not end
+        stage.add_stream("late", str(dog_480p))
+        consumer.join(60)
+        assert not consumer.is_alive() and consumer.error is None  # the one stream ended: so does the source
     stage.close()
-    assert [digest(p.frame) for p in consumer.packets] == dog_ref
+    assert [p.digest for p in consumer.packets] == dog_ref
     idle = make_stage(DecodeStage, {"streams": {}})
     idle.open()
     deadline = time.monotonic() + 0.5
