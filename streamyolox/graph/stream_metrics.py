@@ -231,8 +231,13 @@ class StreamBook:
     def _row(self, stream: str, stage_states: dict[str, str], final: bool,
              counters: Callable[[str], dict[str, float]] | None = None) -> dict[str, Any]:
         source, status = self._status(stream, stage_states, counters)
+        # here, not at the top: the executors import the worker, which imports this module
+        from streamyolox.graph.executors.shards import shard_of
+
         sinks = [v.cells[stream] for v in self.stages.values() if v.role == "sink" and stream in v.cells]
-        n_sinks = sum(v.role == "sink" for v in self.stages.values())
+        # a stream passes the sinks of its shard only (`executor.shards`; one shard: every sink)
+        n_sinks = sum(v.role == "sink" and (source is None or shard_of(sid) == shard_of(source))
+                      for sid, v in self.stages.items())
         ages = percentiles([w.values() for c in sinks if (w := c.reservoir if final else c.recent) is not None])
         return {
             "id": stream, "source": source.partition("#")[0] if source else None, "url": status.get("url"),

@@ -16,7 +16,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from streamyolox.graph.commands import Hello
+from streamyolox.graph.commands import Hello, StageUnavailable
+from streamyolox.graph.executors.shards import least_loaded, unsharded
 from streamyolox.graph.replicas import base_id
 from streamyolox.stages.registry import load_stage_class
 
@@ -46,12 +47,12 @@ class StreamControl:
         self.sup = sup
         self.lock = threading.Lock()
         local = [sid for sid, s in sup.spec.stages.items() if s.is_source and sid in sup.only]
-        self.live: dict[str, list[str]] = {}  # source id -> its replicas that take live streams
+        self.live: dict[str, list[str]] = {}  # source id -> its replicas (of every shard) that take live streams
         self.fixed: dict[str, str] = {}  # stream id -> the single-url source reading it
         for sid in local:
             s = sup.spec.stages[sid]
             if hasattr(load_stage_class(s.kind), "add_stream"):
-                self.live.setdefault(base_id(sid), []).append(sid)
+                self.live.setdefault(unsharded(sid), []).append(sid)
             elif getattr(s.options, "url", None) is not None:
                 self.fixed[getattr(s.options, "stream", None) or base_id(sid)] = sid
         self.added: dict[str, tuple[str, dict[str, Any]]] = {}  # stream -> (replica, options): replayed
@@ -60,7 +61,8 @@ class StreamControl:
     # -- reading ---------------------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
         """`GET /streams`: the board's row per stream (graph/stream_metrics.py)."""
-        return self.sup.board.stream_rows()
+        return [{**r, **self.sup.executor.where(r["source"])} if r.get("source") else r
+                for r in self.sup.board.stream_rows()]  # ray: the shard and node of each stream
 
     def _status(self, replica: str) -> list[dict[str, Any]]:
         return list(self.sup.command(replica, "streams_status", {}, CALL_TIMEOUT_S))
@@ -68,9 +70,15 @@ class StreamControl:
     def _held(self) -> dict[str, tuple[str, dict[str, Any]]]:
         """Stream id -> (replica, status row) of every live stream not removed or ended."""
         out = {}
+        self.ended: set[str] = set()  # replicas whose process ended (a shard whose files are over): no adds
         for replicas in self.live.values():
             for r in replicas:
-                for row in self._status(r):
+                try:
+                    rows = self._status(r)
+                except StageUnavailable:
+                    self.ended.add(r)
+                    continue
+                for row in rows:
                     if row.get("state") not in GONE:
                         out[row["id"]] = (r, row)
         return out
@@ -84,7 +92,7 @@ class StreamControl:
                 raise ValueError("no source of this pipeline takes streams (a decode stage with `streams:`)")
             raise ValueError(f"source: required: the pipeline has {len(self.live)} sources that take streams "
                              f"({', '.join(self.live)})")
-        if name not in self.live:
+        if name not in self.live and name not in {base_id(r) for rs in self.live.values() for r in rs}:
             raise ValueError(f"source: {name!r} is not a source that takes streams "
                              f"(those: {', '.join(self.live) or 'none'})")
         return str(name)
@@ -103,16 +111,18 @@ class StreamControl:
             if stream in held or stream in self.fixed:
                 where = held[stream][0] if stream in held else self.fixed[stream]
                 raise StreamTaken(f"id: stream {stream!r} exists (source {base_id(where)!r})")
-            counts = {r: 0 for r in self.live[source]}
+            # a named shard (`source@1`) or, by default, the least loaded of all (graph/executors/shards.py)
+            counts = {r: 0 for r in self.live[unsharded(source)] if source in (unsharded(r), base_id(r))
+                      and r not in self.ended}
             for r, _ in held.values():
                 if r in counts:
                     counts[r] += 1
-            replica = min(counts, key=lambda r: (counts[r], r))
+            replica = least_loaded(counts)
             row = self.sup.command(replica, "add_stream", {"stream_id": stream, "options": options},
                                    CALL_TIMEOUT_S)
             self.added[stream] = (replica, options)
         log.info("stream %r added to %s", stream, replica)
-        return {"id": stream, "source": source, **(row or {})}
+        return {"id": stream, "source": base_id(replica), **self.sup.executor.where(replica), **(row or {})}
 
     def _replay(self, hello: Hello) -> None:
         """A replica restarted: the streams added to it live are added again (its YAML ones it has)."""

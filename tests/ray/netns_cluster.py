@@ -10,11 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import av
-import numpy as np
 import psutil
 import pytest
 from cluster import LocalCluster, free_port
@@ -31,32 +28,6 @@ stages:
          restart: on-failure{extra}}}
   sink: {{kind: "ray_stages:StreamLines", inputs: [work], path: "{out}/{{stream}}.jsonl", restart: on-failure}}
 """
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    c = LocalCluster()
-    try:
-        yield c
-    finally:
-        left = c.stop()
-        assert left == [], f"Ray processes left behind: {[p.pid for p in left]}"
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
-    """A small clip; its frame count as PyAV decodes it (the reference for 'every frame')."""
-    path = tmp_path_factory.mktemp("media") / "clip.mp4"
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("mpeg4", rate=30)
-        s.width, s.height, s.pix_fmt = 160, 96, "yuv420p"
-        for i in range(60):
-            frame = av.VideoFrame.from_ndarray(np.full((96, 160, 3), i * 4, np.uint8), format="bgr24")
-            out.mux(s.encode(frame))
-        out.mux(s.encode())
-    with av.open(str(path)) as c:
-        n = sum(1 for _ in c.decode(video=0))
-    return path, n
 
 
 def _start(tmp_path: Path, cluster: LocalCluster, clip: Path, sleep_ms: int, extra: str = "",

@@ -11,7 +11,7 @@ import pytest
 
 from streamyolox.graph.executors.base import Node
 from streamyolox.graph.executors.nodes import NodeRoom, assign
-from streamyolox.graph.executors.shards import shard_of, shard_spec
+from streamyolox.graph.executors.shards import least_loaded, shard_of, shard_spec, unsharded
 from streamyolox.graph.options import SpecError
 from streamyolox.graph.validate import parse_pipeline
 
@@ -39,6 +39,17 @@ def test_shards_split_streams_balanced_and_never_twice() -> None:
     assert got == [{"s0", "s2", "s4"}, {"s1", "s3"}]
     assert spec.stages["work@1"].inputs == ("source@1",) and spec.stages["sink@1"].worker == "w@1"
     assert shard_of("side@1") == 1 and shard_of("work@0#1") == 0 and shard_of("work") == 0
+
+
+def test_a_new_stream_goes_to_the_least_loaded_shard_then_replica() -> None:
+    # shard totals first (shard 1: 2 < shard 0: 3), then the replica of that shard with the fewest
+    assert least_loaded({"src@0#0": 1, "src@0#1": 2, "src@1#0": 2, "src@1#1": 0}) == "src@1#1"
+    assert least_loaded({"src@0": 2, "src@1": 2, "src@10": 2}) == "src@0"  # ties: the lowest shard index
+    assert least_loaded({"src@2": 0, "src@10": 0}) == "src@2"  # by index, not by name
+    assert least_loaded({"src#10": 0, "src#2": 0, "src#3": 1}) == "src#2"  # unsharded: replicas alone
+    assert [unsharded(s) for s in ("src@1#0", "src@1", "src#2", "src")] == ["src"] * 4
+    with pytest.raises(ValueError, match="none of its replicas is running"):
+        least_loaded({})
 
 
 def test_shards_by_whole_sources_and_their_errors() -> None:

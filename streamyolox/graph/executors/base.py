@@ -70,6 +70,11 @@ class Executor(abc.ABC):
         """What the metrics JSON says about where the processes ran."""
         return {"kind": self.kind}
 
+    def where(self, stage_id: str) -> dict[str, Any]:
+        """Where stage `stage_id` (or its replicas, `det` for `det#0`) runs, for the `/streams` rows:
+        ray: its shard and node; default: nothing to say."""
+        return {}
+
     def place(self, groups: dict[str, list[StageSpec]]) -> dict[str, Node]:
         """The node of each process (plan name -> its stages); default: all on this machine."""
         return dict.fromkeys(groups, Node(LOCAL_NODE))

@@ -138,6 +138,13 @@ class RayExecutor(Executor):
                 "edges": [{"src": e.src, "dst": e.dst, "kind": e.kind, "address": e.address}
                           for e in sorted(edges.values(), key=lambda e: e.index)]}
 
+    def where(self, stage_id: str) -> dict[str, Any]:
+        for name, stages in self.groups.items():
+            if any(stage_id in (s.id, s.id.partition("#")[0]) for s in stages):
+                node = self.nodes[name]
+                return {"shard": shard_of(stage_id), "node": node.address, "node_id": node.id}
+        return {}
+
     # -- actors ----------------------------------------------------------------------------------------
     def _new_actor(self, name: str, node: Node, soft: bool = False) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

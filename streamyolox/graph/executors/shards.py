@@ -25,6 +25,28 @@ def shard_of(stage_id: str) -> int:
     return int(rest) if sep else 0
 
 
+def unsharded(stage_id: str) -> str:
+    """`source@1#0` -> `source`: the stage as the YAML names it."""
+    return stage_id.partition("#")[0].partition(SEP)[0]
+
+
+def least_loaded(counts: dict[str, int]) -> str:
+    """The source replica a new stream goes to (`counts`: replica id -> its live streams): the shard with
+    the fewest streams (ties: the lowest shard index), in it the replica with the fewest (ties: the lowest
+    replica index). Unsharded, it is the replica with the fewest streams."""
+    if not counts:
+        raise ValueError("source: none of its replicas is running (their streams are over): add it to a new run")
+    per_shard: dict[int, int] = {}
+    for replica, n in counts.items():
+        per_shard[shard_of(replica)] = per_shard.get(shard_of(replica), 0) + n
+
+    def load(replica: str) -> tuple[int, int, int, int]:
+        k, index = shard_of(replica), replica.partition("#")[2]
+        return per_shard[k], k, counts[replica], int(index) if index.isdigit() else 0
+
+    return min(counts, key=load)
+
+
 def _units(spec: PipelineSpec) -> list[tuple[str, str | None]]:
     """(source id, stream id or None for the whole source), in YAML order."""
     out: list[tuple[str, str | None]] = []
