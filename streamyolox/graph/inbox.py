@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
 import threading
 import time
 from collections import deque
@@ -34,10 +33,20 @@ from streamyolox.graph.transport import (
     EdgeInfo,
     Key,
     Outlet,
-    SegmentCache,
     Tag,
-    decode_message,
     wake_pipe,
+)
+from streamyolox.graph.wire import (
+    Credit,
+    Data,
+    EndOfStream,
+    Hello,
+    Marker,
+    Probe,
+    Resume,
+    SegmentCache,
+    encode,
+    receive,
 )
 from streamyolox.stages.packet import Packet
 
@@ -272,7 +281,7 @@ class Receiver(threading.Thread):
             if done[0]:
                 return
             done[0] = True
-            self.pending.append((edge, pickle.dumps(("C", producer_inc, slot))))
+            self.pending.append((edge, encode(Credit(producer_inc, slot))))
             if threading.get_ident() != self.ident_io:
                 with contextlib.suppress(BlockingIOError):  # a full pipe: the receiver is awake anyway
                     os.write(self.wake_w, b"x")
@@ -300,7 +309,7 @@ class Receiver(threading.Thread):
     def _resync(self) -> None:
         for idx in list(self.hello_pending):
             try:  # a bound DEALER refuses to send until the producer has connected
-                self.socks[idx].send(pickle.dumps(("H", self.incarnation)), zmq.NOBLOCK)
+                self.socks[idx].send(encode(Hello(self.incarnation)), zmq.NOBLOCK)
                 self.hello_pending.discard(idx)
             except zmq.Again:
                 pass
@@ -333,24 +342,24 @@ class Receiver(threading.Thread):
             except zmq.Again:
                 return
             try:
-                msg, packet = decode_message(frames, self.caches[idx])
+                msg, packet = receive(frames, self.caches[idx])
             except FileNotFoundError as exc:  # the producer's run is over and its slots swept
                 log.warning("edge %s: dropped a packet whose slot is gone: %s", idx, exc)
                 continue
-            if msg[0] == "E":
+            if isinstance(msg, EndOfStream):
                 self.inboxes[idx].end(idx)
-            elif msg[0] == "S":
-                self.inboxes[idx].put_marker(idx, msg[1])
-            elif msg[0] == "P":
-                answer = ("R", msg[1], self.incarnation, dict(self.last_frame[idx]))
+            elif isinstance(msg, Marker):
+                self.inboxes[idx].put_marker(idx, msg.tag)
+            elif isinstance(msg, Probe):
+                answer = Resume(msg.producer_inc, self.incarnation, dict(self.last_frame[idx]))
                 with contextlib.suppress(zmq.Again):
-                    sock.send(pickle.dumps(answer), zmq.NOBLOCK)
-            elif msg[0] == "D" and msg[1] != self.incarnation:
+                    sock.send(encode(answer), zmq.NOBLOCK)
+            elif isinstance(msg, Data) and msg.consumer_inc != self.incarnation:
                 with contextlib.suppress(zmq.Again):
-                    sock.send(pickle.dumps(("H", self.incarnation)), zmq.NOBLOCK)
-            elif packet is not None:
-                self._record(idx, msg[2], packet)
-                self.inboxes[idx].put(Item(idx, packet, self.release_fn(idx, msg[2], msg[3]), msg[7]))
+                    sock.send(encode(Hello(self.incarnation)), zmq.NOBLOCK)
+            elif isinstance(msg, Data) and packet is not None:
+                self._record(idx, msg.producer_inc, packet)
+                self.inboxes[idx].put(Item(idx, packet, self.release_fn(idx, msg.producer_inc, msg.slot), msg.tag))
                 self._flush()  # credits of packets dropped just now
 
     def stop(self, linger_ms: int = 500) -> None:

@@ -28,13 +28,14 @@ import zmq
 
 from streamyolox.graph import liveness, losses, shm, stale
 from streamyolox.graph.commands import CommandHub, side_address
-from streamyolox.graph.executors import Executor, Node, ProcessHandle, make_executor
+from streamyolox.graph.executors import Executor, ProcessHandle, make_executor
 from streamyolox.graph.metrics import MetricsBoard
 from streamyolox.graph.options import SpecError
 from streamyolox.graph.placement import place
-from streamyolox.graph.replicas import base_id, edge_roles, expand
+from streamyolox.graph.replicas import base_id, expand
 from streamyolox.graph.spec import PipelineSpec
 from streamyolox.graph.transport import EdgeInfo
+from streamyolox.graph.wiring import plan_edges, refuse_fixed_endpoints
 from streamyolox.graph.worker import ProcessPlan
 from streamyolox.web.wall import open_wall
 
@@ -65,38 +66,6 @@ class RunResult:
     exit_code: int
     error: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def _edge_kind_and_address(spec: PipelineSpec, src: str, dst: str, index: int, run_dir: str,
-                           nodes: dict[str, Node]) -> tuple[str, str]:
-    s, d = spec.stages[src], spec.stages[dst]
-    if d.worker is not None and d.worker == s.worker:
-        return "inproc", ""
-    if d.listen is not None:
-        host, _, port = d.listen.rpartition(":")
-        return "tcp", f"{host}:{int(port) + d.inputs.index(src)}"
-    if src in nodes and dst in nodes and nodes[src].id != nodes[dst].id:  # placed on another node
-        return "tcp", f"tcp://{nodes[dst].address}:0"  # port 0: the executor gives it a free port there
-    return "ipc", f"ipc://{run_dir}/e{index}"
-
-
-def plan_edges(spec: PipelineSpec, run_dir: str, prefix: str, only: set[str],
-               nodes: dict[str, Node] | None = None) -> list[EdgeInfo]:
-    """One `EdgeInfo` per (producer, consumer) pair; edges crossing hosts (`--only`) must be tcp, so must
-    edges between stages on different nodes (`nodes`: stage id -> where the executor placed it). An edge
-    fed by files alone blocks even under `drop_oldest` (`streamyolox.graph.liveness`)."""
-    policies = liveness.edge_policies(spec)
-    edges = []
-    for i, (src, dst) in enumerate(spec.edges()):
-        kind, address = _edge_kind_and_address(spec, src, dst, i, run_dir, nodes or {})
-        if (src in only) != (dst in only) and kind != "tcp":
-            raise SpecError(f"stages.{base_id(dst)}.listen: required: its input {base_id(src)!r} runs on "
-                            "another host")
-        d, policy = spec.stages[dst], policies[(src, dst)]
-        slots = d.queue + (3 if policy == "drop_oldest" else 2)
-        edges.append(EdgeInfo(i, src, dst, kind, address, d.queue, policy, slots, prefix,  # type: ignore[arg-type]
-                              **edge_roles(spec, src, dst)))
-    return edges
 
 
 def process_groups(spec: PipelineSpec, only: set[str]) -> dict[str, list[str]]:
@@ -331,8 +300,7 @@ def executor_for(spec: PipelineSpec, options: RunOptions) -> Executor:
         if shards > 1:
             raise SpecError("--shards: needs --executor ray (or executor.kind: ray)")
         return make_executor()
-    if options.only:
-        raise SpecError("--only: not with the ray executor (Ray places every stage)")
+    refuse_fixed_endpoints(spec, options.only)  # Ray places every stage: the driver wires every edge
     return make_executor("ray", address=options.ray_address or spec.executor.address, shards=shards)
 
 

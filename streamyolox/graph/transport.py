@@ -10,12 +10,10 @@ pickled header (the `Packet` minus its arrays); the arrays (`frame`, `image`, `r
 - `inproc` edges (stages in one worker process): the packet object itself (`InprocOutlet`), GPU arrays
   stay on the GPU.
 
-Wire messages, producer -> consumer: `("D", consumer_inc, producer_inc, slot, segment, descs, stub, tag)`
-data, `("S", tag)` a replica's marker for an input that gave no output, `("E",)` end of stream (`tag`: the
-order of a packet around replicated stages, `streamyolox.graph.replicas`; None elsewhere), `("P",
-producer_inc)` a restarted producer's probe; consumer -> producer: `("C", producer_inc, slot)` credit,
-`("H", consumer_inc)` hello, `("R", producer_inc, consumer_inc, {stream: last frame received})` the answer
-to a probe.
+Which kind an edge is and where its consumer binds: `streamyolox.graph.wiring`. The messages on a socket
+edge are typed, encoded and decoded in `streamyolox.graph.wire`: `Data`, `Marker` (a replica's input that
+gave no output), `EndOfStream`, `Probe` producer -> consumer; `Credit`, `Hello`, `Resume` (the answer to a
+probe) consumer -> producer.
 
 Incarnations (restart counts) let a restarted peer resynchronise:
 - a restarted consumer says hello as soon as the producer is connected (and again to data meant for an
@@ -34,24 +32,23 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
-import pickle
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import zmq
 
-from streamyolox.graph import shm
+from streamyolox.graph import shm, wire
+from streamyolox.graph.wire import Credit, Data, EndOfStream, Hello, Marker, Message, Probe, Resume, Tag
+from streamyolox.graph.wire import split_packet as split_packet  # re-exported: where the edges' users look
+from streamyolox.graph.wire import to_host as to_host
 from streamyolox.stages.packet import Packet
 
-ARRAY_FIELDS = ("frame", "image", "raw")
 POLL_MS = 100
 
 EdgeKind = Literal["ipc", "tcp", "inproc"]
-Tag = tuple[int, int, bool]  # (epoch, seq, last): see streamyolox.graph.replicas
 Key = tuple[str, int]  # (stream, frame): names a frame for the loss accounting
 Lost = tuple[int, int, list[Key]]  # (edge index, consumer incarnation that died, frames it held)
 
@@ -75,26 +72,6 @@ class EdgeInfo:
     shm_prefix: str = ""
     split: tuple[int, int] | None = None  # (i, n): feeds replica i of n of `dst` (the producer distributes)
     merge: tuple[int, int] | None = None  # (i, n): comes from replica i of n of `src` (the consumer reorders)
-
-
-def to_host(value: Any) -> np.ndarray:
-    """A numpy array from numpy, torch (any device) or CuPy arrays (crossing a process means host memory)."""
-    if isinstance(value, np.ndarray):
-        return value
-    module = type(value).__module__
-    if module.startswith("torch"):
-        return value.detach().cpu().numpy()
-    if module.startswith("cupy"):
-        return value.get()
-    return np.asarray(value)
-
-
-def split_packet(packet: Packet) -> tuple[Packet, list[tuple[str, np.ndarray]]]:
-    """(the packet without its arrays, [(field, host array)])."""
-    arrays = [(f, to_host(getattr(packet, f))) for f in ARRAY_FIELDS if getattr(packet, f) is not None]
-    empty: dict[str, Any] = {f: None for f, _ in arrays}
-    stub = dataclasses.replace(packet, **empty) if arrays else packet
-    return stub, arrays
 
 
 def fork_packet(packet: Packet) -> Packet:
@@ -157,19 +134,19 @@ class SocketOutlet(Outlet):
         self.sock.connect(edge.address)
         self.probe_sent = False
 
-    def _handle(self, msg: tuple) -> None:
-        if msg[0] == "C" and msg[1] == self.incarnation and msg[2] in self.outstanding:
-            self.outstanding.discard(msg[2])
-            self.held.pop(msg[2], None)
-            self.free.append(msg[2])
-        elif msg[0] == "H" and msg[1] > self.target:
-            self._retarget(msg[1])
-        elif msg[0] == "R" and msg[1] == self.incarnation and self.probing:
+    def _handle(self, msg: Message) -> None:
+        if isinstance(msg, Credit) and msg.producer_inc == self.incarnation and msg.slot in self.outstanding:
+            self.outstanding.discard(msg.slot)
+            self.held.pop(msg.slot, None)
+            self.free.append(msg.slot)
+        elif isinstance(msg, Hello) and msg.consumer_inc > self.target:
+            self._retarget(msg.consumer_inc)
+        elif isinstance(msg, Resume) and msg.producer_inc == self.incarnation and self.probing:
             self.probing = False
-            if msg[2] > self.target:
-                self._retarget(msg[2])
+            if msg.consumer_inc > self.target:
+                self._retarget(msg.consumer_inc)
             if self.resume:
-                self.resume_after = dict(msg[3])
+                self.resume_after = dict(msg.last_frames)
 
     def _retarget(self, consumer_inc: int) -> None:
         """A restarted consumer: what the old one held is lost; take its credits back."""
@@ -189,12 +166,12 @@ class SocketOutlet(Outlet):
 
     def _drain(self, timeout_ms: int = 0) -> None:
         while self.sock.poll(timeout_ms, zmq.POLLIN):
-            self._handle(pickle.loads(self.sock.recv()))
+            self._handle(wire.decode(self.sock.recv()))
             timeout_ms = 0
 
     def _await_probe(self, abort: Callable[[], bool]) -> None:
         if self.probing and not self.probe_sent:
-            self._send([pickle.dumps(("P", self.incarnation))], abort)
+            self._send([wire.encode(Probe(self.incarnation))], abort)
             self.probe_sent = True
         while self.probing:
             if abort():
@@ -248,29 +225,21 @@ class SocketOutlet(Outlet):
         slot = self._acquire(abort)
         self.held[slot] = (packet.meta.stream, packet.meta.frame)
         stub, arrays = split_packet(packet)
-        head = ["D", self.target, self.incarnation, slot]
+        head = Data(self.target, self.incarnation, slot, None, (), stub, tag)
         if self.edge.kind == "tcp":
-            arrays = [(f, np.ascontiguousarray(a)) for f, a in arrays]
-            descs = [(f, a.dtype.str, a.shape, i + 1) for i, (f, a) in enumerate(arrays)]
-            header = pickle.dumps((*head, None, descs, stub, tag), protocol=5)
-            self._send([header, *(a.reshape(-1).view(np.uint8).data for _, a in arrays)], abort,
-                       copy=False)
+            self._send(wire.tcp_frames(head, arrays), abort, copy=False)
             return
-        seg = self._segment(slot, sum(shm.aligned(a.nbytes) for _, a in arrays))
-        descs, offset = [], 0
-        for f, a in arrays:
-            np.copyto(np.ndarray(a.shape, a.dtype, buffer=seg.buf, offset=offset), a, casting="no")
-            descs.append((f, a.dtype.str, a.shape, offset))
-            offset += shm.aligned(a.nbytes)
-        self._send([pickle.dumps((*head, seg.name, descs, stub, tag), protocol=5)], abort)
+        seg = self._segment(slot, wire.slot_bytes(arrays))
+        descs = wire.write_slot(seg.buf, arrays)
+        self._send([wire.encode(dataclasses.replace(head, segment=seg.name, descs=descs))], abort)
 
     def send_marker(self, tag: Tag, abort: Callable[[], bool]) -> None:
         self._drain()  # markers hold no slot; the socket's high-water mark bounds them
-        self._send([pickle.dumps(("S", tag))], abort)
+        self._send([wire.encode(Marker(tag))], abort)
 
     def send_eos(self) -> None:
         if self.sock.poll(1000, zmq.POLLOUT):  # a full pipe means a consumer that no longer reads
-            self.sock.send(pickle.dumps(("E",)), zmq.NOBLOCK)
+            self.sock.send(wire.encode(EndOfStream()), zmq.NOBLOCK)
 
     def finish(self, abort: Callable[[], bool]) -> None:
         """Stay until every packet we sent was released, or its loss counted (a consumer restarted and said
@@ -284,43 +253,6 @@ class SocketOutlet(Outlet):
         for seg in self.segments.values():
             seg.close()
         self.sock.close(linger=linger_ms)
-
-
-def decode_message(frames: list[zmq.Frame], cache: SegmentCache) -> tuple[tuple, Packet | None]:
-    """Consumer side: (header tuple, packet whose arrays are views into the slot or the message)."""
-    msg = pickle.loads(frames[0].buffer)
-    if msg[0] != "D":
-        return msg, None
-    slot, segment, descs, stub = msg[3:7]
-    fields = {}
-    if segment is None:
-        for f, dtype, shape, i in descs:
-            fields[f] = np.frombuffer(frames[i].buffer, dtype=dtype).reshape(shape)
-    else:
-        buf = cache.get(segment, (msg[2], slot)).buf
-        for f, dtype, shape, offset in descs:
-            fields[f] = np.ndarray(shape, dtype, buffer=buf, offset=offset)
-    return msg, (dataclasses.replace(stub, **fields) if fields else stub)
-
-
-class SegmentCache:
-    """Consumer-side mappings of one edge's slots, re-mapped when a producer grows a slot."""
-
-    def __init__(self) -> None:
-        self.by_slot: dict[tuple[int, int], shm.Segment] = {}
-
-    def get(self, name: str, key: tuple[int, int]) -> shm.Segment:
-        seg = self.by_slot.get(key)
-        if seg is None or seg.name != name:
-            if seg is not None:
-                seg.close()
-            seg = self.by_slot[key] = shm.Segment(name)
-        return seg
-
-    def close(self) -> None:
-        for seg in self.by_slot.values():
-            seg.close()
-        self.by_slot.clear()
 
 
 def wait_writable(sock: zmq.Socket, deadline: float) -> bool:

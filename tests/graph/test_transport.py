@@ -20,6 +20,7 @@ from streamyolox.graph.exporter import serve
 from streamyolox.graph.inbox import EndOfInput, Inbox, InprocOutlet, Item, Receiver
 from streamyolox.graph.metrics import MetricsBoard
 from streamyolox.graph.transport import EdgeInfo, SocketOutlet, split_packet, to_host
+from streamyolox.graph.wire import Hello
 from streamyolox.stages.packet import Packet
 
 NEVER = lambda: False  # noqa: E731
@@ -93,7 +94,7 @@ def test_restarted_consumer_hello_reclaims_slots(edge_pair) -> None:
     out, _ = edge_pair
     for i in range(4):
         out.send(_packet(i), NEVER)
-    out._handle(("H", 1))  # what a restarted consumer answers to data meant for its old self
+    out._handle(Hello(1))  # what a restarted consumer answers to data meant for its old self
     assert sorted(out.free) == [0, 1, 2, 3] and out.target == 1
 
 

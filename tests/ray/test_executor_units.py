@@ -13,7 +13,9 @@ from streamyolox.graph.executors.base import Node
 from streamyolox.graph.executors.nodes import NodeRoom, assign
 from streamyolox.graph.executors.shards import least_loaded, shard_of, shard_spec, unsharded
 from streamyolox.graph.options import SpecError
+from streamyolox.graph.transport import EdgeInfo
 from streamyolox.graph.validate import parse_pipeline
+from streamyolox.graph.wiring import by_placement, moved, plan_edges
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = REPO / "examples" / "media" / "demo.mp4"
@@ -147,3 +149,40 @@ def test_shards_without_ray_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == \
         "streamyolox: error: --shards: needs --executor ray (or executor.kind: ray)"
+
+
+@pytest.mark.parametrize(("extra", "args", "message"), [
+    ("listen: tcp://127.0.0.1:7000", [], "stages.sink.listen: not with the ray executor (Ray places the stage, "
+                                         "so the driver picks its tcp ports on the node it runs on); remove it"),
+    ("", ["--only", "sink"], "--only: not with the ray executor (Ray places every stage and the driver wires "
+                             "the edges between them)"),
+])
+def test_fixed_endpoints_are_refused_under_ray(tmp_path: Path, extra: str, args: list[str], message: str) -> None:
+    pipe = tmp_path / "p.yaml"
+    pipe.write_text(f"stages:\n  source: {{kind: decode, url: {CLIP}}}\n"
+                    f"  sink: {{kind: json, inputs: [source], path: {tmp_path}/o.jsonl, {extra}}}\n")
+    done = subprocess.run([sys.executable, "-m", "streamyolox", "run", str(pipe), "--executor", "ray",
+                           "--ray-address", "127.0.0.1:1", "--no-dashboard", *args],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == f"streamyolox: error: {message}"  # before Ray is reached
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_edge_endpoints_follow_placement_and_fixed_endpoints_override() -> None:
+    doc = _pipeline(streams=1)
+    doc["stages"]["work"]["listen"] = "tcp://10.0.0.9:7000"
+    spec = parse_pipeline(doc)
+    a, b = Node("a", "10.0.0.1"), Node("b", "10.0.0.2")
+    nodes = {"source": a, "work": b, "side": a, "sink": a}
+    got = {(e.src, e.dst): (e.kind, e.address) for e in plan_edges(spec, "/run", "p-", set(spec.stages), nodes)}
+    assert got == {("source", "work"): ("tcp", "tcp://10.0.0.9:7000"),  # fixed: listen's port + input index
+                   ("work", "side"): ("tcp", "tcp://10.0.0.1:0"),  # other node: the consumer's, port to come
+                   ("side", "sink"): ("inproc", "")}  # one worker
+    assert by_placement(3, "/run", a, a) == ("ipc", "ipc:///run/e3")
+    edge = EdgeInfo(3, "x", "y", "tcp", "tcp://10.0.0.2:5555", 1, "block", 3)
+    assert moved(edge, "/run", a, b, consumer_moved=False) is edge  # the consumer stays: it keeps its port
+    assert (moved(edge, "/run", b, a, consumer_moved=True).address, moved(edge, "/run", b, b, True).kind) == \
+        ("tcp://10.0.0.1:0", "ipc")
+    with pytest.raises(SpecError, match=r"stages.work.listen: required: its input 'source' runs on another"):
+        plan_edges(parse_pipeline(_pipeline(streams=1)), "/run", "p-", {"work", "side", "sink"})

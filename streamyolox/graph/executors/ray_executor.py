@@ -3,8 +3,9 @@
 - Placement (`nodes.assign`): shards spread over the alive nodes, each process with the resources its
   stages ask for (`resources: {num_cpus, num_gpus}`), pinned there with node affinity. A stage no node can
   hold is a one-line error before any actor exists.
-- Edges follow placement: same node -> ipc + shared memory, other node -> tcp to the consumer's node
-  address on a port that node hands out (`StageHost.free_ports`); the driver wires the endpoints.
+- Edges follow placement (`streamyolox.graph.wiring`): same node -> ipc + shared memory, other node -> tcp
+  to the consumer's node address on a port that node hands out (`StageHost.free_ports`); the driver wires
+  the endpoints. Fixed endpoints (`listen:`, `--only`) are refused: they would bypass the placement.
 - Faults: a process whose actor died (its node lost, `ray kill`, OOM) reads as killed (exit -9), so the
   runner's restart policy applies (`restart: on-failure`, `max_restarts`): the new actor goes to the same
   node while it is alive, else where its shard's other processes are, else to the least loaded node with
@@ -19,6 +20,7 @@ import logging
 import sys
 from typing import Any
 
+from streamyolox.graph import wiring
 from streamyolox.graph.executors.base import Executor, Node, ProcessHandle
 from streamyolox.graph.executors.nodes import NodeRoom, assign, demand
 from streamyolox.graph.executors.ray_host import StageHost
@@ -100,6 +102,7 @@ class RayExecutor(Executor):
 
     # -- placement -------------------------------------------------------------------------------------
     def shard(self, spec: PipelineSpec) -> PipelineSpec:
+        wiring.refuse_fixed_endpoints(spec, None)
         return shard_spec(spec, self.shards)
 
     def control_address(self, run_dir: str) -> str:
@@ -231,17 +234,11 @@ class RayExecutor(Executor):
         proc_of = {s.id: n for n, stages in self.groups.items() for s in stages}
         plan = self.plans[name]
         for e in [e for es in (*plan.inputs.values(), *plan.outputs.values()) for e in es]:
-            if e.kind == "inproc":
-                continue
             moved_consumer = proc_of[e.dst] == name
             peer = proc_of[e.src] if moved_consumer else proc_of[e.dst]
-            if self.nodes[peer].id == self.nodes[name].id:
-                new = dataclasses.replace(e, kind="ipc", address=f"ipc://{self.run_dir}/e{e.index}")
-            elif e.kind == "tcp" and not moved_consumer:
-                continue  # the consumer stays where it listens
-            else:
-                new = dataclasses.replace(e, kind="tcp", address=f"tcp://{self.nodes[proc_of[e.dst]].address}:0")
-            if (new.kind, new.address) == (e.kind, e.address):
+            new = wiring.moved(e, self.run_dir, self.nodes[proc_of[e.src]], self.nodes[proc_of[e.dst]],
+                               moved_consumer)
+            if new == e:
                 continue
             self._replace_edge(new)
             handle = self.handles.get(peer)
