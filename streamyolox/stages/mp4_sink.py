@@ -19,6 +19,9 @@ A sink restarted by `restart: on-failure` never rewrites what it wrote before: i
 continues in `name.partN.mp4` beside `name.mp4` (named in a warning and in the stage's `part` metric);
 `fragmented: true` keeps the killed incarnation's file playable up to its last fragment (a killed
 non-fragmented file has no index). A fresh run removes the `name.partN.mp4` an earlier run left.
+Except when a file stream starts over: a restarted sink whose first frame of a (non-live) stream is its
+frame 0 gets the whole stream again (its source re-reads the file from the start, as after the loss of
+a Ray node with the whole shard), so it rewrites `name.mp4` and removes the parts: every frame once.
 """
 
 from __future__ import annotations
@@ -234,9 +237,10 @@ class Mp4Sink(Stage):
         if self.codec != cfg.codec:
             self.ctx.log.warning("mp4 sink: encoder %r is not available here; using %r", cfg.codec, self.codec)
 
-    def _path_for(self, stream: str) -> Path:
+    def _path_for(self, stream: str, again: bool = False) -> Path:
+        """`again`: the stream starts over, so its file is written anew rather than continued."""
         template = parse_path("mp4.path", self.config.path)
-        return continuation(Path(template.render(stream)), self.ctx.restarts)
+        return continuation(Path(template.render(stream)), 0 if again else self.ctx.restarts)
 
     def _foreign(self, stream: str) -> bool:
         """Without `{stream}` the file is the first stream's: another stream's frames (one added while the
@@ -277,18 +281,24 @@ class Mp4Sink(Stage):
             return False
         frame = packets[0].frame
         assert frame is not None
-        path = self._path_for(stream)
+        # a restarted sink given a file stream's frame 0 first gets the whole stream again (see the module doc)
+        meta = packets[0].meta
+        again = bool(self.ctx.restarts) and meta.frame == 0 and not meta.extra.get("live")
+        path = self._path_for(stream, again)
         size = (frame.shape[1], frame.shape[0])
-        self._announce(path)
+        self._announce(path, again)
         self.writers[stream] = Mp4Writer(path, self.config, self.codec, fps, self.ctx.log, size)
         self.ctx.log.info("mp4 sink: writing %s (%s, %dx%d, %s fps)", path, self.codec, *size, fps)
         return True
 
-    def _announce(self, path: Path) -> None:
-        """A fresh run removes the continuations of an earlier one (they belong to the file it replaces);
-        a restarted one says where it continues."""
+    def _announce(self, path: Path, again: bool = False) -> None:
+        """A fresh run (or a stream that starts over: `again`) removes the continuations of an earlier one
+        (they belong to the file it replaces); a restarted one says where it continues."""
         restarts = self.ctx.restarts
-        if restarts:
+        if again:
+            self.ctx.log.warning("mp4 sink: restarted (%d) and the stream starts over from its first frame: "
+                                 "writing %s anew", restarts, path)
+        elif restarts:
             self.ctx.set_value("part", restarts)
             self.ctx.log.warning("mp4 sink: restarted (%d): continuing in %s; the frames written before the "
                                  "restart stay in the earlier file(s)", restarts, path)
