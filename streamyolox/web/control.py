@@ -5,7 +5,8 @@ A stream is added to the named source (`"source": "<stage id>"`; by default the 
 replica (`source#k`, with `processes: N`) holding the fewest streams; removed from the replica holding it.
 The calls run in the stage's process over the command channel (`Supervisor.command`). A DELETE returns once
 the frames the stream's source emitted have passed every sink (per-stream counts reported by the stages),
-or after a timeout. Streams added here are added again to a replica that restarts.
+or after a timeout. After each add or remove the runner's plan of that replica is rewritten to the streams
+it now reads (`streamyolox.web.ledger`): a replica that restarts opens that set, not its YAML's.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from streamyolox.graph.commands import Hello, StageUnavailable
+from streamyolox.graph.commands import StageUnavailable
 from streamyolox.graph.executors.shards import least_loaded, unsharded
 from streamyolox.graph.replicas import base_id
 from streamyolox.stages.registry import load_stage_class
+from streamyolox.web.ledger import StreamLedger
 
 if TYPE_CHECKING:
     from streamyolox.graph.runner import Supervisor
@@ -55,8 +57,7 @@ class StreamControl:
                 self.live.setdefault(unsharded(sid), []).append(sid)
             elif getattr(s.options, "url", None) is not None:
                 self.fixed[getattr(s.options, "stream", None) or base_id(sid)] = sid
-        self.added: dict[str, tuple[str, dict[str, Any]]] = {}  # stream -> (replica, options): replayed
-        sup.commands.on_hello.append(self._replay)
+        self.ledger = StreamLedger(sup)  # what a restarted replica opens
 
     # -- reading ---------------------------------------------------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
@@ -120,24 +121,10 @@ class StreamControl:
             replica = least_loaded(counts)
             row = self.sup.command(replica, "add_stream", {"stream_id": stream, "options": options},
                                    CALL_TIMEOUT_S)
-            self.added[stream] = (replica, options)
+            reading = [s for s, (r, _) in held.items() if r == replica]
+            self.ledger.changed(replica, [*reading, stream], {stream: options})
         log.info("stream %r added to %s", stream, replica)
         return {"id": stream, "source": base_id(replica), **self.sup.executor.where(replica), **(row or {})}
-
-    def _replay(self, hello: Hello) -> None:
-        """A replica restarted: the streams added to it live are added again (its YAML ones it has)."""
-        if hello.incarnation == 0:
-            return
-        with self.lock:
-            todo = [(s, r, o) for s, (r, o) in self.added.items() if r in hello.targets]
-            for stream, replica, options in todo:
-                try:
-                    self.sup.command(replica, "add_stream", {"stream_id": stream, "options": options},
-                                     CALL_TIMEOUT_S)
-                    log.info("stream %r added again to %s after its restart", stream, replica)
-                except Exception as exc:
-                    if not is_taken(exc):
-                        log.warning("stream %r could not be added again to %s: %s", stream, replica, exc)
 
     # -- DELETE ----------------------------------------------------------------------------------------
     def remove(self, stream: str, timeout_s: float = FLUSH_TIMEOUT_S) -> dict[str, Any]:
@@ -152,7 +139,7 @@ class StreamControl:
                 raise KeyError(f"no stream {stream!r}")
             replica = held[stream][0]
             result = self.sup.command(replica, "remove_stream", {"stream_id": stream}, CALL_TIMEOUT_S) or {}
-            self.added.pop(stream, None)
+            self.ledger.changed(replica, [s for s, (r, _) in held.items() if r == replica and s != stream])
         emitted = self._emitted(replica, stream, result)
         flushed = self._wait_sinks(stream, emitted, timeout_s)
         if not flushed:
