@@ -104,9 +104,11 @@ class Inbox:
         edge = self.edges[item.edge]
         with self.cond:
             if edge.policy == "drop_oldest":
-                while self.count[item.edge] >= edge.queue:
-                    self._drop_oldest(item.edge)
-            elif edge.kind == "inproc":
+                while self.count[item.edge] >= edge.queue and self._drop_oldest(item.edge):
+                    pass
+            # A block edge, or a drop_oldest one holding only a file's frames (never dropped): an inproc
+            # producer waits for room; a socket edge admits it, bounded by its producer's credits.
+            if edge.kind == "inproc":
                 while self.count[item.edge] >= edge.queue:
                     if abort():
                         raise Aborted
@@ -132,24 +134,30 @@ class Inbox:
     def _reorder(self, edge: EdgeInfo) -> Reorder[Item] | None:
         return None if edge.merge is None else self.reorders[edge.src.partition("#")[0]]
 
-    def _drop_oldest(self, edge: int) -> None:
+    def _drop_oldest(self, edge: int) -> bool:
+        """Evict the edge's oldest droppable packet; False when it holds only a file's frames. A `decode`
+        file stream (not `realtime`) marks its frames `extra["live"] = False`: an edge never drops them (a
+        file added live to a source of cameras must lose nothing); live frames and other sources' may go."""
         for i, old in enumerate(self.items):
-            if old.edge == edge:
+            if old.edge == edge and old.packet.meta.extra.get("live") is not False:
                 del self.items[i]
                 self._unqueue(old)
                 break
         else:  # still waiting in the reorder buffer for an earlier packet
+            if any(old.edge == edge for old in self.items):
+                return False  # only a file's frames queued
             info = self.edges[edge]
             reorder = self._reorder(info)
             held = reorder.remove_oldest(info.merge[0]) if reorder is not None else None  # type: ignore[index]
             if held is None:
-                raise RuntimeError(f"edge {edge}: counted {self.count[edge]} packets but holds none")
+                return False
             old = held
             self._queue(reorder.pop_ready())  # type: ignore[union-attr]
         self.count[edge] -= 1
         self.dropped[edge] += 1
         bump(self.dropped_streams[edge], old.packet.meta.stream)
         old.release()
+        return True
 
     def end(self, edge: int) -> None:
         with self.cond:

@@ -77,7 +77,8 @@ def _file_frames(spec: SourceSpec, opts: StreamOptions, hooks: SourceHooks, firs
                     last_pts = raw.pts
                 if pacer is not None and not pacer.wait(raw.pts):
                     return
-                yield index, raw, {}
+                # not live: an edge never drops it (graph/inbox.py); a realtime file is played like a camera
+                yield index, raw, {} if opts.realtime else {"live": False}
                 index += 1
         finally:
             reader.close()
