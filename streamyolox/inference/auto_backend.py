@@ -4,7 +4,7 @@ At first use both backends run the real export at the stage's batch size and thr
 (one call of each per round, so a burst of load from another process hits both alike), for
 `ROUNDS` warm rounds or `BUDGET_S`, whichever ends first (a big model at batch 8 would otherwise take
 minutes). The faster median wins. The choice is stored in the cache under a key of everything that can
-change the answer: weights content, model name, input size, batch, threads, spinning, CPU model, core
+change the answer: weights content, model name, input size, batch, threads, spinning, concurrency, CPU model, core
 count, and the onnxruntime / OpenVINO / project versions, so later runs and other replicas read it instead
 of measuring again.
 """
@@ -47,6 +47,7 @@ class ChoiceKey:
     batch: int
     threads: int | None
     spin: bool
+    concurrency: int
     cpu: str
     cores: int
     onnxruntime: str
@@ -55,11 +56,11 @@ class ChoiceKey:
 
     @classmethod
     def here(cls, digest: str, model: str, size: tuple[int, int], batch: int, threads: int | None,
-             spin: bool) -> ChoiceKey:
+             spin: bool, concurrency: int = 1) -> ChoiceKey:
         from streamyolox.bench.machine import cpu_model  # the same CPU name the benchmarks record
 
-        return cls(digest, model, (int(size[0]), int(size[1])), int(batch), threads, bool(spin), cpu_model(),
-                   len(os.sched_getaffinity(0)), importlib.metadata.version("onnxruntime"),
+        return cls(digest, model, (int(size[0]), int(size[1])), int(batch), threads, bool(spin), int(concurrency),
+                   cpu_model(), len(os.sched_getaffinity(0)), importlib.metadata.version("onnxruntime"),
                    openvino_version() or "-", streamyolox.__version__)
 
     def file(self) -> Path:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from streamyolox.config_fields import ranged
+from streamyolox.config_fields import OptionError, ranged
 from streamyolox.model.spec import ModelSpec
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
@@ -22,13 +22,22 @@ class YoloxConfig(StageConfig):
     """batch: frames per inference call (up to); max_wait_ms: how long to wait for a batch to fill;
     backend: overrides model.backend (auto, torch, onnxruntime, openvino); threads: intra-op threads (None: on CPU, all
     cores but one, which is left to decoding and the other stages, shared among the stage's replicas);
-    spin: let idle onnxruntime threads spin (fastest alone, slower when other stages share the cores)."""
+    spin: let idle onnxruntime threads spin (fastest alone, slower when other stages share the cores);
+    concurrency: inference calls at once in this process over one model (onnxruntime, openvino): a batch is
+    split among them, each part on `threads` threads, so batch must be at least concurrency."""
 
     batch: int = ranged(1, ge=1)
     max_wait_ms: float = ranged(5.0, ge=0)
     backend: Literal["auto", "torch", "onnxruntime", "openvino"] | None = None
     threads: int | None = ranged(None, ge=1)
     spin: bool = False
+    concurrency: int = ranged(1, ge=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.concurrency > self.batch:
+            raise OptionError("concurrency", f"{self.concurrency} exceeds batch {self.batch}: a batch is split "
+                              "among the calls, so set batch to at least concurrency")
 
 
 class YoloxStage(Stage):
@@ -47,9 +56,10 @@ class YoloxStage(Stage):
         if threads is None and not spec.device.startswith("cuda"):
             # 2-core machine, 720p demo: 49 frames/s with 1 inference thread vs 40 with 2 fighting decode
             # for the cores (benchmarks/README.md)
-            # replicas share those cores
-            threads = max(1, (len(os.sched_getaffinity(0)) - 1) // max(1, self.ctx.replicas))
-        self.backend = make_backend(spec, threads=threads, spin=cfg.spin, batch=cfg.batch)
+            # replicas and concurrent calls share those cores
+            shares = max(1, self.ctx.replicas) * cfg.concurrency
+            threads = max(1, (len(os.sched_getaffinity(0)) - 1) // shares)
+        self.backend = make_backend(spec, threads=threads, spin=cfg.spin, batch=cfg.batch, concurrency=cfg.concurrency)
         self._on_gpu = spec.device.startswith("cuda") and self.backend.name == "torch"
         self.max_batch = cfg.batch
         self.max_wait_ms = cfg.max_wait_ms

@@ -53,3 +53,48 @@ def test_missing_openvino_is_a_one_line_error(nano_pth: Path, monkeypatch) -> No
 def test_cpu_runtimes_refuse_cuda(nano_pth: Path, backend: str) -> None:
     with pytest.raises(ValueError, match=f"{backend} runs on the CPU here; use backend 'torch' for device cuda"):
         make_backend(ModelSpec(weights=str(nano_pth), backend=backend, device="cuda"))
+
+
+def _street_inputs(street_720p: Path, count: int) -> np.ndarray:
+    """`count` frames spread over the 720p street pan, letterboxed to [count, 3, 416, 416] float32."""
+    import av
+
+    from streamyolox.ops import letterbox
+
+    with av.open(str(street_720p)) as container:
+        frames = [f.to_ndarray(format="bgr24") for i, f in enumerate(container.decode(video=0)) if i % 60 == 0]
+    return np.stack([letterbox(img, (416, 416))[0] for img in frames[:count]])
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_concurrent_calls_give_each_frame_its_own_result(nano_pth: Path, street_720p: Path, tmp_path: Path,
+                                                          monkeypatch, backend: str) -> None:
+    """concurrency 2: a batch of 5 runs as parts on two threads at once, every frame's output equal to the
+    same backend's output for that frame alone (1 thread per call either way)."""
+    import threading
+
+    if backend == "openvino":
+        pytest.importorskip("openvino", reason="openvino is not installed (pip install 'streamyolox[cpu-fast]')")
+    monkeypatch.setenv("STREAMYOLOX_CACHE", str(tmp_path))
+    spec = ModelSpec(weights=str(nano_pth), backend=backend)
+    x = _street_inputs(street_720p, 5)
+    alone = make_backend(spec, threads=1)
+    both = make_backend(spec, threads=1, batch=5, concurrency=2)
+    callers: set[int] = set()
+    run = both._run  # type: ignore[attr-defined]
+
+    def spy(part: np.ndarray, slot: int = 0) -> np.ndarray:
+        callers.add(threading.get_ident())
+        return run(part, slot)
+
+    monkeypatch.setattr(both, "_run", spy)
+    found = both(x)
+    assert found.shape == (5, 3549, 85) and len(callers) == 2  # two threads ran parts of the batch
+    for i in range(5):
+        np.testing.assert_allclose(found[i], alone(x[i : i + 1])[0], rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(both(x[:1]), alone(x[:1]))  # a lone frame: the caller's thread, as before
+
+
+def test_concurrency_needs_a_cpu_export_backend(nano_pth: Path) -> None:
+    with pytest.raises(ValueError, match=r"^concurrency: 2 needs a CPU export backend \(onnxruntime or openvino\)"):
+        make_backend(ModelSpec(weights=str(nano_pth), backend="torch"), batch=2, concurrency=2)
