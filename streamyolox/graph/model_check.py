@@ -122,9 +122,11 @@ def resolve_model(model: ModelSpec, download: bool) -> ModelSpec:
 
 
 def check_model_inputs(spec: PipelineSpec) -> None:
-    """Stage options that must agree with the resolved model: letterbox size, nms class ids."""
+    """Stage options that must agree with the resolved model: letterbox size, nms class ids, yolox
+    concurrency (onnxruntime and OpenVINO only)."""
     from streamyolox.stages.letterbox import LetterboxConfig
     from streamyolox.stages.nms import NmsConfig
+    from streamyolox.stages.yolox import YoloxConfig
 
     model = spec.model
     for sid, stage in spec.stages.items():
@@ -134,6 +136,11 @@ def check_model_inputs(spec: PipelineSpec) -> None:
             if (cfg.size, cfg.size) != (h, w):
                 raise SpecError(f"stages.{sid}.size: {cfg.size} is not the model's input size {h}x{w} "
                                 f"({model.name}); remove it, or set model.input_size: [{cfg.size}, {cfg.size}]")
+        if isinstance(cfg, YoloxConfig) and cfg.concurrency > 1:
+            backend = cfg.backend or model.backend
+            if backend == "torch" or (backend == "auto" and model.device.startswith("cuda")):
+                raise SpecError(f"stages.{sid}.concurrency: {cfg.concurrency} needs backend onnxruntime or openvino "
+                                f"(the CPU runtimes), not torch")
         if isinstance(cfg, NmsConfig) and cfg.classes and model.class_names:
             count = len(model.class_names)
             for i, class_id in enumerate(cfg.classes):

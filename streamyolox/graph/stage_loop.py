@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from streamyolox.graph.inbox import EndOfInput, Inbox, Item
+from streamyolox.graph.lanes import Turns, run_lanes
 from streamyolox.graph.metrics import StageMetrics
 from streamyolox.graph.replicas import output_tags
 from streamyolox.graph.spec import StageSpec
@@ -170,38 +171,77 @@ class StageLoop:
 
     def _run_inputs(self) -> None:
         assert self.stage is not None and self.inbox is not None
+        inbox = self.inbox
         max_batch = max(1, int(getattr(self.stage, "max_batch", 1)))
         wait_s = float(getattr(self.stage, "max_wait_ms", 0.0)) / 1000
+        lanes = max(1, int(getattr(self.stage, "lanes", 1)))
+        if lanes > 1:
+            run_lanes(lanes, lambda turns: self._lane(turns, max_batch, wait_s), self.abort)
+            return
         while True:
             try:
-                batch: list[Item] = self.inbox.get_batch(max_batch, wait_s, self.abort)
+                batch: list[Item] = inbox.get_batch(max_batch, wait_s, self.abort)
             except EndOfInput:
                 return
-            self.frame = batch[0].packet.meta.frame
-            times = [it.packet.meta.time for it in batch]
-            t = time.perf_counter()
-            packets = [it.packet for it in batch]
+            out, busy = self._process(batch)
+            self._send(batch, out, busy)
+
+    def _lane(self, turns: Turns, max_batch: int, wait_s: float) -> None:
+        """One of the stage's lanes (`streamyolox.graph.lanes`): its outputs leave in the inbox's order."""
+        assert self.inbox is not None
+        inbox = self.inbox
+        while True:
+            seq, batch = turns.take(lambda abort: inbox.get_batch(max_batch, wait_s, abort))
             try:
-                out = self.stage.process_batch(packets) if len(packets) > 1 else self.stage.process(packets[0])
+                out, busy = self._process(batch, note_frame=False)
+                turns.wait_turn(seq)
             except StopPipeline:
+                raise  # _process handed the inputs back
+            except BaseException as exc:
+                if not isinstance(exc, Aborted) and turns.fail(exc):
+                    self.frame = batch[0].packet.meta.frame  # the error names the frame that failed first
                 for it in batch:
                     it.release()
                 raise
-            busy = time.perf_counter() - t
-            if self.tap is not None:  # a sink's inputs are what it wrote; another stage's outputs
-                self.tap(packets if self.spec.is_sink else out)
-            tags: list[Tag | None] | None = None
-            if self.spec.replicas > 1:  # keep the distributor's order for the consumers' reorder buffers
-                tags, markers = output_tags([it.tag for it in batch], len(out))
-                for tag in markers:
-                    for outlet in self.outlets:
-                        outlet.send_marker(tag, self.abort)
-            ticket = Ticket([it.release for it in batch])
             try:
-                self.emit(out, ticket, tags)
+                self._send(batch, out, busy)
             finally:
-                ticket.drop()
-            self.metrics.record(len(batch), len(out), busy, times, [p.meta.stream for p in packets])
+                turns.done(seq)
+
+    def _process(self, batch: list[Item], note_frame: bool = True) -> tuple[list[Packet], float]:
+        """The stage's outputs for `batch` and the seconds it took; a StopPipeline hands the inputs back.
+        `note_frame`: `frame` (named in the error if it fails) becomes this batch's first."""
+        assert self.stage is not None
+        if note_frame:
+            self.frame = batch[0].packet.meta.frame
+        packets = [it.packet for it in batch]
+        t = time.perf_counter()
+        try:
+            out = self.stage.process_batch(packets) if len(packets) > 1 else self.stage.process(packets[0])
+        except StopPipeline:
+            for it in batch:
+                it.release()
+            raise
+        return out, time.perf_counter() - t
+
+    def _send(self, batch: list[Item], out: list[Packet], busy: float) -> None:
+        """Send `out` (made from `batch`), then hand `batch`'s slots back once every consumer is done."""
+        packets = [it.packet for it in batch]
+        if self.tap is not None:  # a sink's inputs are what it wrote; another stage's outputs
+            self.tap(packets if self.spec.is_sink else out)
+        tags: list[Tag | None] | None = None
+        if self.spec.replicas > 1:  # keep the distributor's order for the consumers' reorder buffers
+            tags, markers = output_tags([it.tag for it in batch], len(out))
+            for tag in markers:
+                for outlet in self.outlets:
+                    outlet.send_marker(tag, self.abort)
+        ticket = Ticket([it.release for it in batch])
+        try:
+            self.emit(out, ticket, tags)
+        finally:
+            ticket.drop()
+        self.metrics.record(len(batch), len(out), busy, [p.meta.time for p in packets],
+                            [p.meta.stream for p in packets])
 
     def _drain(self) -> None:
         """After a StopPipeline: hand back what still arrives (upstream must not block on us) until the

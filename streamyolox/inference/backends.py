@@ -8,7 +8,7 @@ On CPU the default is onnxruntime on an export of the loaded (fused) model.
 from __future__ import annotations
 
 import abc
-from concurrent.futures import ThreadPoolExecutor
+import queue
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -87,8 +87,11 @@ class ExportBackend(abc.ABC):
         self.class_names = class_names
         self.onnx_path = onnx_path
         self.concurrency = max(1, int(concurrency))
-        # the caller's thread runs one part of a batch, these threads the others (the runtimes release the GIL)
-        self._pool = ThreadPoolExecutor(self.concurrency - 1, "syx-infer") if self.concurrency > 1 else None
+        # the free call slots: with `concurrency` N, N callers on their own threads run at once, each slot
+        # used by one call at a time (an OpenVINO infer request is not thread-safe; a session is)
+        self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for slot in range(self.concurrency):
+            self._slots.put(slot)
 
     @abc.abstractmethod
     def _run(self, x: np.ndarray, slot: int = 0) -> np.ndarray:
@@ -96,17 +99,14 @@ class ExportBackend(abc.ABC):
         names the call slot that runs it (no two calls at once use one slot)."""
 
     def __call__(self, images: Any, to_host: bool = True) -> np.ndarray:
+        """Thread-safe: up to `concurrency` calls run at once (the runtimes release the GIL), more wait."""
         x = np.ascontiguousarray(images, dtype=np.float32)
-        if self._pool is None or len(x) < 2:
-            return self._decode(self._run(x), self.input_size)
-        # Concurrency: the batch split into parts run at once, each on its own threads, over one model. On the
-        # 2-core AMD EPYC two 1-thread calls at once on one onnxruntime session gave 131-134 frames/s in
-        # three rounds where one 2-thread call gave 58-113 (its threads wait on each other whenever the VM
-        # stalls one core), and two 1-thread processes ~90: one copy of the weights in cache, no barrier.
-        parts = np.array_split(x, min(self.concurrency, len(x)))
-        futures = [self._pool.submit(self._run, part, slot) for slot, part in enumerate(parts[1:], 1)]
-        raw = [self._run(parts[0], 0)] + [f.result() for f in futures]
-        return self._decode(np.concatenate(raw), self.input_size)
+        slot = self._slots.get()
+        try:
+            raw = self._run(x, slot)
+        finally:
+            self._slots.put(slot)
+        return self._decode(raw, self.input_size)
 
 
 class OrtBackend(ExportBackend):
@@ -238,7 +238,7 @@ def make_backend(spec: ModelSpec, threads: int | None = None, spin: bool = True,
 
     `auto`: torch on CUDA; on the CPU the faster of onnxruntime and OpenVINO at `batch` and `threads`
     (measured once per machine and model, see `auto_backend`), onnxruntime when OpenVINO is not installed.
-    `concurrency` (onnxruntime, OpenVINO): parts of a batch run at once, each on `threads` threads.
+    `concurrency` (onnxruntime, OpenVINO): that many calls may run at once, each on `threads` threads.
     onnxruntime and OpenVINO run one export of the loaded (BN-fused) model, made once and cached.
     """
     backend = _backend_name(spec)

@@ -60,7 +60,8 @@ class Stage:
 
     Subclasses set `kind`, `Config`, and implement `process` (or `generate` for a source, `is_source = True`).
     `max_batch` > 1 makes the runner hand `process_batch` up to that many packets, waiting at most
-    `max_wait_ms` for the batch to fill.
+    `max_wait_ms` for the batch to fill. `lanes` > 1 keeps that many calls in flight at once, each on its own
+    thread, outputs sent in input order (`streamyolox.graph.lanes`): `process` must then be thread-safe.
     """
 
     kind: ClassVar[str] = ""
@@ -81,6 +82,7 @@ class Stage:
         self.ctx = ctx
         self.max_batch = 1
         self.max_wait_ms = 0.0
+        self.lanes = 1
 
     def open(self) -> None:
         """Acquire resources (files, models, windows). Raise with a one-line message on failure."""

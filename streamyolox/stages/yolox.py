@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from streamyolox.config_fields import OptionError, ranged
+from streamyolox.config_fields import ranged
 from streamyolox.model.spec import ModelSpec
 from streamyolox.stages.base import Stage, StageConfig
 from streamyolox.stages.packet import Packet
@@ -23,8 +23,8 @@ class YoloxConfig(StageConfig):
     backend: overrides model.backend (auto, torch, onnxruntime, openvino); threads: intra-op threads (None: on CPU, all
     cores but one, which is left to decoding and the other stages, shared among the stage's replicas);
     spin: let idle onnxruntime threads spin (fastest alone, slower when other stages share the cores);
-    concurrency: inference calls at once in this process over one model (onnxruntime, openvino): a batch is
-    split among them, each part on `threads` threads, so batch must be at least concurrency."""
+    concurrency: inference calls in flight at once in this process, each on its own thread with `threads`
+    intra-op threads, over one loaded model (onnxruntime, openvino), outputs in input order."""
 
     batch: int = ranged(1, ge=1)
     max_wait_ms: float = ranged(5.0, ge=0)
@@ -32,12 +32,6 @@ class YoloxConfig(StageConfig):
     threads: int | None = ranged(None, ge=1)
     spin: bool = False
     concurrency: int = ranged(1, ge=1)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.concurrency > self.batch:
-            raise OptionError("concurrency", f"{self.concurrency} exceeds batch {self.batch}: a batch is split "
-                              "among the calls, so set batch to at least concurrency")
 
 
 class YoloxStage(Stage):
@@ -63,6 +57,7 @@ class YoloxStage(Stage):
         self._on_gpu = spec.device.startswith("cuda") and self.backend.name == "torch"
         self.max_batch = cfg.batch
         self.max_wait_ms = cfg.max_wait_ms
+        self.lanes = cfg.concurrency
 
     def process(self, packet: Packet) -> list[Packet]:
         return self.process_batch([packet])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ class PassConfig(StageConfig):
     jitter_ms: float = 0.0  # plus a random sleep in [0, jitter_ms) per packet
     skip_every: int = 0  # frames whose index is a multiple of this give no output (a filtering stage)
     check_pixels: bool = True  # Synthetic frames encode their index; off for real video
+    lanes: int = 1  # calls in flight at once (streamyolox.graph.lanes)
 
 
 class Passthrough(Stage):
@@ -75,6 +77,9 @@ class Passthrough(Stage):
         super().__init__(config, ctx)
         self.max_batch = config.batch
         self.max_wait_ms = config.wait_ms
+        self.lanes = config.lanes
+        self._inside = 0
+        self._lock = threading.Lock()
 
     def open(self) -> None:
         if self.config.pid_file:
@@ -87,8 +92,15 @@ class Passthrough(Stage):
             raise ValueError(f"boom at {packet.meta.frame}")
         if cfg.check_pixels and packet.frame is not None and int(packet.frame[-1, -1, 0]) != packet.meta.frame % 251:
             raise AssertionError(f"corrupt pixels in frame {packet.meta.frame}")
-        if cfg.sleep_ms or cfg.jitter_ms:
-            time.sleep((cfg.sleep_ms + random.uniform(0, cfg.jitter_ms)) / 1000)
+        with self._lock:
+            self._inside += 1
+            packet.extra["in_flight"] = self._inside  # calls of this stage running now, this one included
+        try:
+            if cfg.sleep_ms or cfg.jitter_ms:
+                time.sleep((cfg.sleep_ms + random.uniform(0, cfg.jitter_ms)) / 1000)
+        finally:
+            with self._lock:
+                self._inside -= 1
         if cfg.skip_every and packet.meta.frame % cfg.skip_every == 0:
             return []
         packet.extra["path"] = [*packet.extra.get("path", []), cfg.tag or self.ctx.stage_id]

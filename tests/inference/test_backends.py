@@ -69,9 +69,10 @@ def _street_inputs(street_720p: Path, count: int) -> np.ndarray:
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_concurrent_calls_give_each_frame_its_own_result(nano_pth: Path, street_720p: Path, tmp_path: Path,
                                                           monkeypatch, backend: str) -> None:
-    """concurrency 2: a batch of 5 runs as parts on two threads at once, every frame's output equal to the
-    same backend's output for that frame alone (1 thread per call either way)."""
+    """concurrency 2: two threads call one backend at once (two calls in flight, never more), every
+    frame's output equal to the same backend's output for that frame called alone."""
     import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     if backend == "openvino":
         pytest.importorskip("openvino", reason="openvino is not installed (pip install 'streamyolox[cpu-fast]')")
@@ -79,22 +80,30 @@ def test_concurrent_calls_give_each_frame_its_own_result(nano_pth: Path, street_
     spec = ModelSpec(weights=str(nano_pth), backend=backend)
     x = _street_inputs(street_720p, 5)
     alone = make_backend(spec, threads=1)
-    both = make_backend(spec, threads=1, batch=5, concurrency=2)
-    callers: set[int] = set()
+    expected = [alone(x[i : i + 1]) for i in range(5)]
+    both = make_backend(spec, threads=1, concurrency=2)
+    lock, inside, most, slots = threading.Lock(), [0], [0], set()
     run = both._run  # type: ignore[attr-defined]
 
     def spy(part: np.ndarray, slot: int = 0) -> np.ndarray:
-        callers.add(threading.get_ident())
-        return run(part, slot)
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            slots.add(slot)
+        try:
+            return run(part, slot)
+        finally:
+            with lock:
+                inside[0] -= 1
 
     monkeypatch.setattr(both, "_run", spy)
-    found = both(x)
-    assert found.shape == (5, 3549, 85) and len(callers) == 2  # two threads ran parts of the batch
-    for i in range(5):
-        np.testing.assert_allclose(found[i], alone(x[i : i + 1])[0], rtol=0, atol=1e-4)
-    np.testing.assert_array_equal(both(x[:1]), alone(x[:1]))  # a lone frame: the caller's thread, as before
+    with ThreadPoolExecutor(4) as pool:  # four callers: the backend lets two in at a time
+        found = list(pool.map(lambda i: both(x[i % 5 : i % 5 + 1]), range(20)))
+    assert most[0] == 2 and slots == {0, 1}
+    for i, out in enumerate(found):
+        np.testing.assert_allclose(out, expected[i % 5], rtol=0, atol=1e-4)
 
 
 def test_concurrency_needs_a_cpu_export_backend(nano_pth: Path) -> None:
     with pytest.raises(ValueError, match=r"^concurrency: 2 needs a CPU export backend \(onnxruntime or openvino\)"):
-        make_backend(ModelSpec(weights=str(nano_pth), backend="torch"), batch=2, concurrency=2)
+        make_backend(ModelSpec(weights=str(nano_pth), backend="torch"), concurrency=2)
