@@ -10,6 +10,7 @@ have (`Outlet.skips`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -198,8 +199,8 @@ class StageLoop:
             except StopPipeline:
                 raise  # _process handed the inputs back
             except BaseException as exc:
-                if not isinstance(exc, Aborted) and turns.fail(exc):
-                    self.frame = batch[0].packet.meta.frame  # the error names the frame that failed first
+                if not isinstance(exc, Aborted):
+                    self._fail_in_turn(turns, seq, exc, batch)
                 for it in batch:
                     it.release()
                 raise
@@ -207,6 +208,15 @@ class StageLoop:
                 self._send(batch, out, busy)
             finally:
                 turns.done(seq)
+
+    def _fail_in_turn(self, turns: Turns, seq: int, exc: BaseException, batch: list[Item]) -> None:
+        """A lane's failure waits for its turn, so that the batches taken before it still send their outputs
+        (seen: frame 16 lost when frame 17 failed first on another lane); a failure of an earlier batch, or
+        an abort, stands instead. The error names the frame that failed first in input order."""
+        with contextlib.suppress(Aborted):
+            turns.wait_turn(seq)
+        if turns.fail(exc):
+            self.frame = batch[0].packet.meta.frame
 
     def _process(self, batch: list[Item], note_frame: bool = True) -> tuple[list[Packet], float]:
         """The stage's outputs for `batch` and the seconds it took; a StopPipeline hands the inputs back.

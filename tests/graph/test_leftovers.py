@@ -30,7 +30,13 @@ def _leftovers_of(pid: int) -> tuple[list[str], list[Path]]:
     return shm.leftovers(f"syx-{pid}-"), sorted(Path(tempfile.gettempdir()).glob(f"syx-{pid}-*"))
 
 
+def _semaphores() -> set[str]:
+    """multiprocessing's named semaphores (`sem.mp-*`): nothing of a run's may outlive its processes."""
+    return {p.name for p in shm.SHM_DIR.glob("sem.*")}
+
+
 def test_next_run_sweeps_what_a_killed_runner_left(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    semaphores = _semaphores()
     proc = _start_cli(tmp_path, SLOW.replace("RESTART", "never"))
     wait_lines(tmp_path / "out.jsonl", 10)
     stages = psutil.Process(proc.pid).children(recursive=True)  # and the forkserver they were forked from
@@ -44,6 +50,7 @@ def test_next_run_sweeps_what_a_killed_runner_left(tmp_path: Path, caplog: pytes
     proc.stdout.close()  # type: ignore[union-attr]
     proc.stderr.close()  # type: ignore[union-attr]
     segments, folders = _leftovers_of(proc.pid)
+    assert _semaphores() - semaphores == set()  # none named at all: no later run could tell whose they were
     # the leak the next run must clean: the run folder and multiprocessing's (the forkserver's socket)
     assert segments and len(folders) == 2, folders
     size = sum((shm.SHM_DIR / s).stat().st_size for s in segments)
