@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ def test_decode_nms_uses_real_detections(street_720p: Path, nano_onnx: Path) -> 
 
 
 def test_transport_over_each_edge_kind_vs_memcpy() -> None:
+    before = set(Path(tempfile.gettempdir()).glob("syx-bench-*"))
     frame = np.random.default_rng(1).integers(0, 256, size=(720, 1280, 3), dtype=np.uint8)
     cfg = OpsBenchConfig(videos={}, transport_script=REPO / "benchmarks" / "transport_bench.py",
                          transport_frames=10, transport_repeats=1, repeats=2, warmup=0)
@@ -58,6 +60,7 @@ def test_transport_over_each_edge_kind_vs_memcpy() -> None:
             assert r.params["edge"] == "ipc"
             continue
         assert r.fps > 0 and r.ref == "memcpy 720p" and r.ratio > 0
+    assert set(Path(tempfile.gettempdir()).glob("syx-bench-*")) - before == set()  # its run folder removed
 
 
 def test_memcpy_floor_counts_bytes() -> None:
