@@ -72,6 +72,11 @@ class Item:
     tag: Tag | None = None  # set around replicated stages (streamyolox.graph.replicas)
 
 
+def _droppable(item: Item) -> bool:
+    """A `drop_oldest` edge may evict it: not a frame of a `decode` file stream (`extra["live"]` False)."""
+    return item.packet.meta.extra.get("live") is not False
+
+
 class Inbox:
     """Input queue of one stage, merged over its input edges, bounded per edge, served round robin across
     streams. The edges from the replicas of one stage first pass a `Reorder` buffer, which restores their
@@ -139,7 +144,7 @@ class Inbox:
         file stream (not `realtime`) marks its frames `extra["live"] = False`: an edge never drops them (a
         file added live to a source of cameras must lose nothing); live frames and other sources' may go."""
         for i, old in enumerate(self.items):
-            if old.edge == edge and old.packet.meta.extra.get("live") is not False:
+            if old.edge == edge and _droppable(old):
                 del self.items[i]
                 self._unqueue(old)
                 break
@@ -148,7 +153,8 @@ class Inbox:
                 return False  # only a file's frames queued
             info = self.edges[edge]
             reorder = self._reorder(info)
-            held = reorder.remove_oldest(info.merge[0]) if reorder is not None else None  # type: ignore[index]
+            # a file's frames wait there too (for an earlier frame from another replica): never evicted
+            held = reorder.remove_oldest(info.merge[0], _droppable) if reorder is not None else None  # type: ignore[index]
             if held is None:
                 return False
             old = held

@@ -117,11 +117,12 @@ class Reorder(Generic[T]):
         self.ended[replica] = True
         return self.pop_ready()
 
-    def remove_oldest(self, replica: int) -> T | None:
-        """Take out the oldest queued item of `replica` (a `drop_oldest` eviction); None if it has none."""
+    def remove_oldest(self, replica: int, droppable: Callable[[T], bool] = lambda _: True) -> T | None:
+        """Take out the oldest queued item of `replica` that is `droppable` (a `drop_oldest` eviction); None
+        if it has none."""
         q = self.queues[replica]
         for i, (_, item) in enumerate(q):
-            if item is not None:
+            if item is not None and droppable(item):
                 del q[i]
                 return item
         return None

@@ -4,6 +4,7 @@ kill -9 with and without restart). Every run: the right exit, no orphan process,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -13,8 +14,12 @@ from pathlib import Path
 import pytest
 from test_runner import _finish, _records, _run_here, _start_cli, _wait_lines
 
+from streamyolox.detections import FrameMeta
+from streamyolox.graph.inbox import EndOfInput, Inbox, Item
 from streamyolox.graph.replicas import Reorder, output_tags
+from streamyolox.graph.transport import EdgeInfo
 from streamyolox.graph.validate import SpecError, parse_pipeline
+from streamyolox.stages.packet import Packet
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -220,3 +225,31 @@ def test_reorder_skips_a_large_gap_at_once() -> None:
     assert buf.push(1, (0, base + 1, True), "b") == []
     assert buf.push(0, (0, base + 3, True), "d") == ["b", "c", "d"]
     assert buf.next == (0, base + 4)
+
+
+def _merged_inbox(queue: int) -> Inbox:
+    """The inbox of a stage fed by 2 replicas of `a` over drop_oldest socket edges of `queue` packets."""
+    return Inbox([EdgeInfo(i, f"a#{i}", "sink", "ipc", "", queue, "drop_oldest", queue + 2, merge=(i, 2))
+                  for i in range(2)])
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_drop_oldest_never_evicts_a_file_frame_waiting_in_the_reorder_buffer(live: bool) -> None:
+    # replica 1's outputs (frames 1, 3, 5, 7) wait for frame 0, which replica 0 is slow to send: the edge is
+    # over its queue, but a file's frames (extra["live"] False) are never dropped; a camera's are
+    inbox = _merged_inbox(queue=2)
+    for seq in (1, 3, 5, 7):
+        inbox.put(Item(1, Packet(FrameMeta(frame=seq, extra={"live": live})), tag=(0, seq, True)))
+    for seq in (0, 2, 4, 6):
+        inbox.put(Item(0, Packet(FrameMeta(frame=seq, extra={"live": live})), tag=(0, seq, True)))
+    inbox.end(0)
+    inbox.end(1)
+    frames = []
+    with contextlib.suppress(EndOfInput):
+        while True:
+            frames += [it.packet.meta.frame for it in inbox.get_batch(8, 0.0, lambda: False)]
+    if live:  # nobody consumed while they arrived: the oldest went, in order, each one counted
+        assert frames == sorted(frames) and len(frames) < 8 and sum(inbox.dropped.values()) == 8 - len(frames)
+        assert inbox.dropped[1] > 0  # replica 1's frames evicted from the reorder buffer too
+    else:
+        assert frames == list(range(8)) and inbox.dropped == {0: 0, 1: 0}
