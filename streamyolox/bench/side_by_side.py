@@ -153,6 +153,22 @@ def _median(rows: list[Result]) -> Result:
     return chosen
 
 
+def _pair_rounds(runs: list[list[Result]], rows: list[Result]) -> None:
+    """Each case's ratio to the baseline's run of the same round, beside the ratio of the medians: the
+    yardstick itself swings from round to round (bare onnxruntime with 2 threads: 147, 220 and 148
+    frames/s in one run on a 2-core AMD EPYC), so the range says more than one ratio."""
+    base = next((r for r in runs if r and r[0].name == BASELINE), None)
+    if base is None:
+        return
+    for row, mine in zip(rows, runs):
+        if mine is base:
+            continue
+        pairs = [(m, b) for m, b in zip(mine, base) if m.fps and b.fps]
+        row.extra["ratio_rounds"] = [m.fps / b.fps for m, b in pairs]  # type: ignore[operator]
+        row.extra["ratio_with_startup_rounds"] = [
+            (m.extra.get("fps_with_startup") or 0.0) / b.fps for m, b in pairs]  # type: ignore[operator]
+
+
 def run_side_by_side(cfg: SideBySideConfig, log: Callable[[str], None] = lambda s: None) -> list[Result]:
     """`cfg.rounds` rounds of every case in alternation; per case the median round, ratios to ort-bare."""
     cases: dict[str, Callable[[], Result]] = {}
@@ -168,6 +184,7 @@ def run_side_by_side(cfg: SideBySideConfig, log: Callable[[str], None] = lambda 
             log(f"side-by-side round {rnd + 1}/{cfg.rounds}: {name}")
             runs[name].append(case())
     rows = [_median(r) for r in runs.values()]
+    _pair_rounds(list(runs.values()), rows)
     if cfg.official_demo is not None:
         log("side-by-side: official demo")
         rows.append(official_case(cfg.official_demo, cfg))
@@ -183,12 +200,22 @@ def _n(value: float | None, fmt: str = "{:,.1f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def _ratio(value: float | None, rounds: list[float] | None) -> str:
+    """`0.89x`, with the range of the per-round ratios when there were several rounds: `0.89x (0.57-0.89)`."""
+    text = _n(value, "{:.2f}x")
+    if value is not None and rounds and len(rounds) > 1:
+        text += f" ({min(rounds):.2f}-{max(rounds):.2f})"
+    return text
+
+
 def markdown_table(document: dict[str, Any]) -> str:
     """The README table: one row per case, steady and with start-up, start-up and shutdown, memory."""
     m = document["machine"]
     lines = [f"Measured {m['date']} at commit `{m['commit']}` on {m['cpu_model']} ({m['cores_usable']} usable "
              f"cores, {m['memory_gb']} GB), onnxruntime {m['versions'].get('onnxruntime')}, openvino "
              f"{m['versions'].get('openvino', '-')}; load average (1/5/15 min) at the end: {m.get('load_avg')}.", "",
+             "Ratios: of the median rounds, and in brackets the range of each round's ratio to the same "
+             "round's ort-bare run.", "",
              "| case | steady frames/s | vs ort-bare | frames/s with start-up | vs ort-bare | first JSON line s "
              "| CPU s by then | exit after last s | peak RSS MB | peak PSS MB |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -197,8 +224,9 @@ def markdown_table(document: dict[str, Any]) -> str:
         if r.get("skipped"):
             lines.append(f"| {r['name']} | skipped: {r['skipped']} | | | | | | | | |")
             continue
-        lines.append(f"| {r['name']} | {_n(r['fps'])} | {_n(r.get('ratio'), '{:.2f}x')} | "
-                     f"{_n(e.get('fps_with_startup'))} | {_n(e.get('ratio_with_startup'), '{:.2f}x')} | "
+        lines.append(f"| {r['name']} | {_n(r['fps'])} | {_ratio(r.get('ratio'), e.get('ratio_rounds'))} | "
+                     f"{_n(e.get('fps_with_startup'))} | "
+                     f"{_ratio(e.get('ratio_with_startup'), e.get('ratio_with_startup_rounds'))} | "
                      f"{_n(e.get('first_output_s'), '{:.2f}')} | {_n(e.get('first_output_cpu_s'), '{:.2f}')} | "
                      f"{_n(e.get('exit_after_output_s'), '{:.2f}')} | "
                      f"{_n(r.get('peak_rss_mb'), '{:,.0f}')} | {_n(e.get('peak_pss_mb'), '{:,.0f}')} |")

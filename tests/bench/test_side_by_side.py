@@ -9,9 +9,16 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
 from streamyolox.bench.harness import Result
-from streamyolox.bench.side_by_side import before_sets, markdown_table, remux_copies
+from streamyolox.bench.side_by_side import (
+    SideBySideConfig,
+    before_sets,
+    markdown_table,
+    remux_copies,
+    run_side_by_side,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,3 +60,28 @@ def test_markdown_table_rows() -> None:
     text = markdown_table({"machine": machine, "results": [base.to_json(), pipe.to_json()]})
     assert "| demo | 64.0 | 0.80x | 60.0 | 0.75x | 1.20 | 2.50 | 0.20 | 700 | 400 |" in text
     assert "| ort-bare b1 | 80.0 | - | 75.0 | - |" in text and "detect 20.00" in text and "AMD EPYC" in text
+
+
+def test_each_round_is_paired_with_the_same_rounds_yardstick(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # the bare runtime swings (100, 200, 100) while the pipeline holds (80, 90, 85): the median ratio is
+    # 0.85 and the per-round ones 0.45-0.85, in the JSON and in the README table
+    from streamyolox.bench import side_by_side as sbs
+
+    bare = iter([100.0, 200.0, 100.0])
+    pipe = iter([80.0, 90.0, 85.0])
+    monkeypatch.setattr(sbs, "bare_case", lambda *a: Result("side-by-side", "ort-bare b1", fps=(f := next(bare)),
+                                                             extra={"fps_with_startup": f}))
+    monkeypatch.setattr(sbs, "pipeline_case", lambda *a, **k: Result(
+        "side-by-side", "demo", fps=(f := next(pipe)), extra={"fps_with_startup": f - 10}))
+    cfg = SideBySideConfig(clip=tmp_path / "v.mp4", weights=tmp_path / "w.pth", onnx=tmp_path / "m.onnx",
+                           pipelines=[Path("demo.yaml")],
+                           runtimes=("onnxruntime",), rounds=3, before=False)
+    rows = run_side_by_side(cfg)
+    demo = next(r for r in rows if r.name == "demo")
+    assert demo.fps == 85.0 and demo.ratio == pytest.approx(0.85)
+    assert demo.extra["ratio_rounds"] == pytest.approx([0.8, 0.45, 0.85])
+    assert demo.extra["ratio_with_startup_rounds"] == pytest.approx([0.7, 0.4, 0.75])
+    machine = {"date": "d", "commit": "abc", "cpu_model": "AMD EPYC", "cores_usable": 2, "memory_gb": 24,
+               "versions": {"onnxruntime": "1"}, "load_avg": [1, 1, 1]}
+    text = markdown_table({"machine": machine, "results": [r.to_json() for r in rows]})
+    assert "| demo | 85.0 | 0.85x (0.45-0.85) | 75.0 | 0.75x (0.40-0.75) |" in text
