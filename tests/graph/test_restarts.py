@@ -42,8 +42,12 @@ def _run_and_kill(tmp_path: Path, text: str, victim: str | None) -> tuple[dict, 
     return json.loads((tmp_path / "m.json").read_text()), err
 
 
-def _check_outputs(tmp_path: Path, summary: dict) -> dict[str, int]:
-    """Each output: in order, no frame twice, and with the frames dropped on its way it makes all 120."""
+def _check_outputs(tmp_path: Path, summary: dict, killed_writer: str | None = None) -> dict[str, int]:
+    """Each output: in order, no frame twice, and with the frames dropped on its way it makes all 120.
+    `killed_writer`: the output whose own process was killed. A frame it wrote just before the kill, whose
+    slot release had not yet reached its producer, is counted as lost though it is in the file: nothing
+    outside the process saw it arrive (seen once in a clean-clone CI run: 13 missing, 14 counted). There the
+    count is an upper bound, by at most the releases in flight (2 allowed; 1 seen)."""
     streams = summary["streams"]
     assert streams["source"]["frames"] == FRAMES
     missing = {}
@@ -51,7 +55,11 @@ def _check_outputs(tmp_path: Path, summary: dict) -> dict[str, int]:
         frames = frames_of(tmp_path / f"{sink}.jsonl")
         assert frames == sorted(set(frames)), f"{sink}: out of order or twice"
         missing[sink] = FRAMES - len(frames)
-        assert missing[sink] == dropped_before(streams, "source", path), (sink, streams)
+        counted = dropped_before(streams, "source", path)
+        if sink == killed_writer:
+            assert counted - 2 <= missing[sink] <= counted, (sink, streams)
+        else:
+            assert missing[sink] == counted, (sink, streams)
     return missing
 
 
@@ -62,7 +70,7 @@ def test_kill9_each_process_restarts_and_counts_its_losses(tmp_path: Path, victi
     rows = {r["stage"]: r for r in summary["stages"]}
     stage = {"w": "c", "b#0": "b", "b#1": "b"}.get(victim, victim)
     assert rows[stage]["restarts"] == 1 and rows[stage]["state"] == "done"
-    missing = _check_outputs(tmp_path, summary)
+    missing = _check_outputs(tmp_path, summary, killed_writer={"w": "sink", "side": "side"}.get(victim))
     lost = sum(d["frames"] for d in summary["streams"]["source"]["drops"])
     assert 0 < lost <= 2 * 10  # at most the credits of its input edges (two for w, fed by both replicas)
     assert {d["reason"] for d in summary["streams"]["source"]["drops"]} == {"restart"}
