@@ -21,6 +21,8 @@ from streamyolox.bench.side_by_side import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+MACHINE = {"date": "d", "commit": "abc", "cpu_model": "AMD EPYC", "cores_usable": 2, "memory_gb": 24,
+           "versions": {"onnxruntime": "1"}, "load_avg": [1, 1, 1]}
 
 
 def test_remux_copies_repeats_the_frames(tmp_path: Path, street_720p: Path) -> None:
@@ -55,9 +57,7 @@ def test_markdown_table_rows() -> None:
     pipe = Result("side-by-side", "demo", fps=64.0, ratio=0.8, ref="ort-bare b1", peak_rss_mb=700.0,
                   extra={"fps_with_startup": 60.0, "ratio_with_startup": 0.75, "first_output_s": 1.2,
                          "first_output_cpu_s": 2.5, "exit_after_output_s": 0.2, "peak_pss_mb": 400.0, "stage_ms": {"detect": 20.0}})
-    machine = {"date": "d", "commit": "abc", "cpu_model": "AMD EPYC", "cores_usable": 2, "memory_gb": 24,
-               "versions": {"onnxruntime": "1"}, "load_avg": [1, 1, 1]}
-    text = markdown_table({"machine": machine, "results": [base.to_json(), pipe.to_json()]})
+    text = markdown_table({"machine": MACHINE, "results": [base.to_json(), pipe.to_json()]})
     assert "| demo | 64.0 | 0.80x | 60.0 | 0.75x | 1.20 | 2.50 | 0.20 | 700 | 400 |" in text
     assert "| ort-bare b1 | 80.0 | - | 75.0 | - |" in text and "detect 20.00" in text and "AMD EPYC" in text
 
@@ -81,7 +81,5 @@ def test_each_round_is_paired_with_the_same_rounds_yardstick(monkeypatch: pytest
     assert demo.fps == 85.0 and demo.ratio == pytest.approx(0.85)
     assert demo.extra["ratio_rounds"] == pytest.approx([0.8, 0.45, 0.85])
     assert demo.extra["ratio_with_startup_rounds"] == pytest.approx([0.7, 0.4, 0.75])
-    machine = {"date": "d", "commit": "abc", "cpu_model": "AMD EPYC", "cores_usable": 2, "memory_gb": 24,
-               "versions": {"onnxruntime": "1"}, "load_avg": [1, 1, 1]}
-    text = markdown_table({"machine": machine, "results": [r.to_json() for r in rows]})
+    text = markdown_table({"machine": MACHINE, "results": [r.to_json() for r in rows]})
     assert "| demo | 85.0 | 0.85x (0.45-0.85) | 75.0 | 0.75x (0.40-0.75) |" in text
