@@ -35,7 +35,11 @@ def ort_forward(onnx: Path, threads: int) -> Callable[[np.ndarray], object]:
 def openvino_forward(onnx: Path, threads: int) -> Callable[[np.ndarray], object]:
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(onnx), "CPU", {"INFERENCE_NUM_THREADS": threads})
+    # f32 as onnxruntime and the pipeline's OpenVINO backend compute: left to itself, OpenVINO runs bf16 on
+    # a CPU with AVX512-BF16 (2026-12-05, AMD EPYC: 9.4 ms a call at 1 thread against 12.5 in f32), which is
+    # a faster but different model, not the same work
+    compiled = ov.Core().compile_model(str(onnx), "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                          "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
     return lambda x: request.infer({0: x})
 

@@ -9,6 +9,9 @@ machine hits every case alike:
 - each pipeline (`streamyolox run FILE`, `streamyolox.bench.pipeline_bench`): steady frames/s, frames/s
   over the whole run (start to exit), time to the first JSON line, exit after the last one, peak RSS.
 - `official-demo` (optional): `benchmarks/official_demo_baseline.py` on the same clip (its frame loop).
+- `ceiling`: the frames/s the cores would reach doing nothing but decode, BGR, letterbox and 1-thread
+  inference, each measured alone (`streamyolox.bench.ceiling`): the most any pipeline can do here, so
+  whether a ratio target to `ort-bare` can be met at all on this machine.
 
 Ratios are to `ort-bare`'s steady rate (the issue's yardstick); the run with the median value is kept.
 """
@@ -33,6 +36,7 @@ from streamyolox.bench.pipeline_bench import PipelineBenchConfig, run_pipeline_b
 
 SUITE = "side-by-side"
 BASELINE = "ort-bare b1"
+CEILING = "ceiling (no pipeline)"
 
 
 @dataclass
@@ -50,6 +54,7 @@ class SideBySideConfig:
     official_demo: Path | None = None  # benchmarks/official_demo_baseline.py, or None to leave it out
     runtimes: Sequence[str] = ("onnxruntime", "openvino")
     before: bool = True  # also each pipeline as it ran before issue 14: spawned, one process per stage
+    ceiling: bool = True  # also the no-pipeline ceiling (`streamyolox.bench.ceiling`)
 
 
 def before_sets(file: Path, sets: Sequence[str]) -> list[str]:
@@ -102,6 +107,18 @@ def bare_case(runtime: str, onnx: Path, frames: int, threads: int) -> Result:
                   fps=out["steady_fps"], p50_ms=out["p50_ms"], p99_ms=out["p99_ms"],
                   extra={"fps_with_startup": frames / wall, "wall_s": wall, "startup_s": out["startup_s"],
                          "frames": frames})
+
+
+def ceiling_case(cfg: SideBySideConfig) -> Result:
+    """One `streamyolox.bench.ceiling` process on the clip: the work no pipeline can skip, summed per frame."""
+    cmd = [sys.executable, "-m", "streamyolox.bench.ceiling", str(cfg.clip), str(cfg.onnx)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-2:])
+        return Result(SUITE, CEILING, skipped=f"exit {done.returncode}: {tail}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    parts = {k: out[k] for k in ("decode_ms", "bgr_ms", "letterbox_ms", "infer_ms", "core_ms_per_frame")}
+    return Result(SUITE, CEILING, params={"cores": out["cores"]}, fps=out["ceiling_fps"], extra={"parts_ms": parts})
 
 
 def pipeline_case(file: Path, cfg: SideBySideConfig, before: bool = False) -> Result:
@@ -178,6 +195,8 @@ def run_side_by_side(cfg: SideBySideConfig, log: Callable[[str], None] = lambda 
         cases[file.stem] = lambda file=file: pipeline_case(file, cfg)  # type: ignore[misc]
         if cfg.before:
             cases[f"{file.stem} before"] = lambda file=file: pipeline_case(file, cfg, before=True)  # type: ignore[misc]
+    if cfg.ceiling:
+        cases[CEILING] = lambda: ceiling_case(cfg)
     runs: dict[str, list[Result]] = {name: [] for name in cases}
     for rnd in range(cfg.rounds):
         for name, case in cases.items():
@@ -192,7 +211,8 @@ def run_side_by_side(cfg: SideBySideConfig, log: Callable[[str], None] = lambda 
     for r in rows:
         if base is not None and r.fps and r is not base:
             r.ref, r.ratio = base.name, r.fps / (base.fps or np.nan)
-            r.extra["ratio_with_startup"] = (r.extra.get("fps_with_startup") or 0.0) / (base.fps or np.nan)
+            if r.extra.get("fps_with_startup"):
+                r.extra["ratio_with_startup"] = r.extra["fps_with_startup"] / (base.fps or np.nan)
     return rows
 
 
@@ -230,6 +250,7 @@ def markdown_table(document: dict[str, Any]) -> str:
                      f"{_n(e.get('first_output_s'), '{:.2f}')} | {_n(e.get('first_output_cpu_s'), '{:.2f}')} | "
                      f"{_n(e.get('exit_after_output_s'), '{:.2f}')} | "
                      f"{_n(r.get('peak_rss_mb'), '{:,.0f}')} | {_n(e.get('peak_pss_mb'), '{:,.0f}')} |")
+    lines += _ceiling_lines(document["results"])
     stage_rows = [(r["name"], e["stage_ms"]) for r in document["results"] if (e := r.get("extra", {})).get("stage_ms")]
     if stage_rows:
         lines += ["", "Busy ms per frame of each stage (wall time of `process`, sends excluded):", "",
@@ -237,3 +258,15 @@ def markdown_table(document: dict[str, Any]) -> str:
         for name, ms in stage_rows:
             lines.append(f"| {name} | " + ", ".join(f"{sid} {v:.2f}" for sid, v in ms.items()) + " |")
     return "\n".join(lines)
+
+
+def _ceiling_lines(results: list[dict[str, Any]]) -> list[str]:
+    row = next((r for r in results if r["name"] == CEILING and not r.get("skipped")), None)
+    if row is None:
+        return []
+    parts = row.get("extra", {}).get("parts_ms", {})
+    cores = row.get("params", {}).get("cores")
+    return ["", f"The ceiling: CPU ms per frame of the work no pipeline can skip, each measured alone on one core "
+            f"(decode {parts.get('decode_ms', 0):.2f}, BGR {parts.get('bgr_ms', 0):.2f}, letterbox "
+            f"{parts.get('letterbox_ms', 0):.2f}, 1-thread inference {parts.get('infer_ms', 0):.2f}: "
+            f"{parts.get('core_ms_per_frame', 0):.2f} in all), {cores} cores busy with it and nothing else."]

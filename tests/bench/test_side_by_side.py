@@ -13,8 +13,10 @@ import pytest
 
 from streamyolox.bench.harness import Result
 from streamyolox.bench.side_by_side import (
+    CEILING,
     SideBySideConfig,
     before_sets,
+    ceiling_case,
     markdown_table,
     remux_copies,
     run_side_by_side,
@@ -75,7 +77,7 @@ def test_each_round_is_paired_with_the_same_rounds_yardstick(monkeypatch: pytest
         "side-by-side", "demo", fps=(f := next(pipe)), extra={"fps_with_startup": f - 10}))
     cfg = SideBySideConfig(clip=tmp_path / "v.mp4", weights=tmp_path / "w.pth", onnx=tmp_path / "m.onnx",
                            pipelines=[Path("demo.yaml")],
-                           runtimes=("onnxruntime",), rounds=3, before=False)
+                           runtimes=("onnxruntime",), rounds=3, before=False, ceiling=False)
     rows = run_side_by_side(cfg)
     demo = next(r for r in rows if r.name == "demo")
     assert demo.fps == 85.0 and demo.ratio == pytest.approx(0.85)
@@ -83,3 +85,22 @@ def test_each_round_is_paired_with_the_same_rounds_yardstick(monkeypatch: pytest
     assert demo.extra["ratio_with_startup_rounds"] == pytest.approx([0.7, 0.4, 0.75])
     text = markdown_table({"machine": MACHINE, "results": [r.to_json() for r in rows]})
     assert "| demo | 85.0 | 0.85x (0.45-0.85) | 75.0 | 0.75x (0.40-0.75) |" in text
+
+
+def test_ceiling_process_sums_the_work_no_pipeline_skips(tmp_path: Path, street_720p: Path, nano_onnx: Path) -> None:
+    cfg = SideBySideConfig(clip=street_720p, weights=tmp_path / "unused.pth", onnx=nano_onnx, pipelines=[])
+    row = ceiling_case(cfg)
+    assert row.skipped is None and row.name == CEILING
+    parts = row.extra["parts_ms"]
+    assert all(parts[k] > 0 for k in ("decode_ms", "bgr_ms", "letterbox_ms", "infer_ms"))
+    total = parts["decode_ms"] + parts["bgr_ms"] + parts["letterbox_ms"] + parts["infer_ms"]
+    assert parts["core_ms_per_frame"] == pytest.approx(total)
+    assert row.fps == pytest.approx(row.params["cores"] * 1e3 / total)
+    text = markdown_table({"machine": MACHINE, "results": [row.to_json()]})
+    assert f"| {CEILING} | {row.fps:,.1f} |" in text and f"1-thread inference {parts['infer_ms']:.2f}" in text
+
+
+def test_ceiling_names_a_missing_input(tmp_path: Path, nano_onnx: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "streamyolox.bench.ceiling", str(tmp_path / "none.mp4"),
+                           str(nano_onnx)], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and done.stderr.strip().splitlines() == [f"ceiling: {tmp_path / 'none.mp4'} not found"]
