@@ -166,7 +166,8 @@ def _median(rows: list[Result]) -> Result:
         return rows[0]
     chosen = sorted(ran, key=lambda r: r.fps or 0.0)[len(ran) // 2]
     chosen.extra["fps_rounds"] = [r.fps for r in ran]
-    chosen.extra["fps_with_startup_rounds"] = [r.extra.get("fps_with_startup") for r in ran]
+    if all(r.extra.get("fps_with_startup") for r in ran):
+        chosen.extra["fps_with_startup_rounds"] = [r.extra["fps_with_startup"] for r in ran]
     return chosen
 
 
@@ -182,8 +183,9 @@ def _pair_rounds(runs: list[list[Result]], rows: list[Result]) -> None:
             continue
         pairs = [(m, b) for m, b in zip(mine, base) if m.fps and b.fps]
         row.extra["ratio_rounds"] = [m.fps / b.fps for m, b in pairs]  # type: ignore[operator]
-        row.extra["ratio_with_startup_rounds"] = [
-            (m.extra.get("fps_with_startup") or 0.0) / b.fps for m, b in pairs]  # type: ignore[operator]
+        if all(m.extra.get("fps_with_startup") for m, _ in pairs):  # the ceiling has no start-up to count
+            row.extra["ratio_with_startup_rounds"] = [
+                m.extra["fps_with_startup"] / b.fps for m, b in pairs]  # type: ignore[operator]
 
 
 def run_side_by_side(cfg: SideBySideConfig, log: Callable[[str], None] = lambda s: None) -> list[Result]:

@@ -77,8 +77,13 @@ def test_each_round_is_paired_with_the_same_rounds_yardstick(monkeypatch: pytest
         "side-by-side", "demo", fps=(f := next(pipe)), extra={"fps_with_startup": f - 10}))
     cfg = SideBySideConfig(clip=tmp_path / "v.mp4", weights=tmp_path / "w.pth", onnx=tmp_path / "m.onnx",
                            pipelines=[Path("demo.yaml")],
-                           runtimes=("onnxruntime",), rounds=3, before=False, ceiling=False)
+                           runtimes=("onnxruntime",), rounds=3, before=False)
+    ceiling = iter([150.0, 160.0, 155.0])
+    monkeypatch.setattr(sbs, "ceiling_case", lambda *a: Result("side-by-side", CEILING, fps=next(ceiling)))
     rows = run_side_by_side(cfg)
+    top = next(r for r in rows if r.name == CEILING)  # steady only: no start-up ratio, not a 0.00x
+    assert top.extra["ratio_rounds"] == pytest.approx([1.5, 0.8, 1.55]) and "ratio_with_startup" not in top.extra
+    assert "ratio_with_startup_rounds" not in top.extra and "fps_with_startup_rounds" not in top.extra
     demo = next(r for r in rows if r.name == "demo")
     assert demo.fps == 85.0 and demo.ratio == pytest.approx(0.85)
     assert demo.extra["ratio_rounds"] == pytest.approx([0.8, 0.45, 0.85])
