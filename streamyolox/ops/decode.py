@@ -12,10 +12,10 @@ import math
 from collections.abc import Sequence
 from functools import lru_cache
 
-import numba
 import numpy as np
 
 from streamyolox.detections import Detections
+from streamyolox.ops.lazy_jit import njit_on_first_call
 from streamyolox.ops.nms import batched_nms, nms, nms_ref, offset_boxes
 
 STRIDES = (8, 16, 32)
@@ -124,7 +124,7 @@ def postprocess_ref(
     return _finish(boxes, scores, classes, keep, ratio, class_names)
 
 
-@numba.njit(cache=True, nogil=True)
+@njit_on_first_call(cache=True, nogil=True)
 def _candidates(pred: np.ndarray, score_threshold: np.float32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Score filter in one pass: (xyxy boxes [K, 4], scores [K], classes [K]) of rows over threshold."""
     n, c = pred.shape[0], pred.shape[1] - 5

@@ -10,8 +10,9 @@ torchvision's coordinate-offset trick (each class shifted by ``class * (max_coor
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from streamyolox.ops.lazy_jit import njit_on_first_call
 
 
 def _as_boxes(boxes: np.ndarray, scores: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +58,7 @@ def nms_ref(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.n
     return np.asarray(keep, dtype=np.int64)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@njit_on_first_call(cache=True, nogil=True, error_model="numpy")
 def _nms_sorted(boxes: np.ndarray, order: np.ndarray, iou_threshold: float) -> np.ndarray:
     """Greedy NMS over ``boxes`` visited in ``order``; returns kept indices (into ``boxes``)."""
     n = order.shape[0]

@@ -52,6 +52,11 @@ def test_stages_forked_with_the_preload_and_nothing_left(tmp_path: Path, method:
             assert parent.pid != proc.pid and parent.ppid() == proc.pid
             assert "multiprocessing.forkserver" in " ".join(parent.cmdline())
             assert "onnxruntime" in _maps(stage.pid)
+            # numba is imported by the first numba call (streamyolox/ops/lazy_jit.py), not by the preload:
+            # its ~80 MB would otherwise sit in every forked stage
+            assert "llvmlite" not in _maps(stage.pid) and "llvmlite" not in _maps(parent.pid)
+            # the runner validates the pipeline without loading cv2 (~37 MB it never uses)
+            assert "cv2" not in _maps(proc.pid)
         else:
             assert parent.pid == proc.pid and "onnxruntime" not in _maps(stage.pid)
         proc.send_signal(signal.SIGINT)
