@@ -59,8 +59,20 @@ def preflight(spec: PipelineSpec, *, http_port: int | None = None, metrics_json:
     inputs = check_sources(spec, local)
     check_outputs(spec, local, inputs, metrics_json)
     check_mp4_streams(spec, local)
+    check_wall_frames(spec, local, http_port)
     check_ports(spec, local, http_port)
     return spec
+
+
+def check_wall_frames(spec: PipelineSpec, local: list[str], http_port: int | None) -> None:
+    """The camera wall (`--http`, `metrics.http_port`) shows BGR frames: a decode set to YUV planes has none."""
+    flag = f"--http {http_port}" if http_port is not None else "metrics.http_port"
+    if http_port is None and spec.metrics.http_port is None:
+        return
+    for sid in local:
+        if spec.stages[sid].kind == "decode" and getattr(spec.stages[sid].options, "pixel_format", None) == "yuv420p":
+            raise SpecError(f"stages.{sid}.pixel_format: yuv420p hands on no BGR frame for the camera wall "
+                            f"({flag}); set auto or bgr24")
 
 
 def cuda_device_count() -> int:

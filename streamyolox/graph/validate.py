@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from streamyolox.graph.options import SpecError, build_dataclass, convert, override_path, unknown_key_error
+from streamyolox.graph.placement import yuv_refusal
 from streamyolox.graph.spec import ExecutorSpec, MetricsSpec, PipelineSpec, StageSpec
 from streamyolox.model.spec import ModelSpec
 from streamyolox.stages.base import Stage
@@ -292,4 +293,16 @@ def parse_pipeline(doc: dict[str, Any], source: str = "<memory>") -> PipelineSpe
             raise SpecError(f"stages: invalid stage id {sid!r} (letters, digits, _ and -)")
         stages[sid] = parse_stage(sid, body)
     check_graph(stages)
-    return PipelineSpec(name=name, model=model, stages=stages, metrics=metrics, source=source, executor=executor)
+    spec = PipelineSpec(name=name, model=model, stages=stages, metrics=metrics, source=source, executor=executor)
+    check_pixel_formats(spec)
+    return spec
+
+
+def check_pixel_formats(spec: PipelineSpec) -> None:
+    """A decode stage set to hand on YUV planes feeds only stages that take them (`placement.yuv_refusal`)."""
+    for s in spec.stages.values():
+        if getattr(s.options, "pixel_format", None) == "yuv420p" and s.kind == "decode":
+            reason = yuv_refusal(spec, s.id)
+            if reason is not None:
+                raise SpecError(f"stages.{s.id}.pixel_format: yuv420p hands on no BGR frame, but {reason}; "
+                                "set auto or bgr24")

@@ -10,8 +10,9 @@ from importlib import import_module
 from typing import Any
 
 from streamyolox.ops.decode import decode_ref, grid_strides, postprocess, postprocess_batch, postprocess_ref
-from streamyolox.ops.letterbox import letterbox, letterbox_ref
+from streamyolox.ops.letterbox import letterbox, letterbox_ref, letterbox_yuv420
 from streamyolox.ops.nms import batched_nms, nms, nms_ref
+from streamyolox.ops.yuv import Yuv420
 
 _LAZY = {
     "letterbox_gpu": "streamyolox.ops.gpu_letterbox",
@@ -21,11 +22,13 @@ _LAZY = {
 
 # The lazy GPU names stay out of __all__ so that `import *` never pulls CuPy.
 __all__ = [
+    "Yuv420",
     "batched_nms",
     "decode_ref",
     "grid_strides",
     "letterbox",
     "letterbox_ref",
+    "letterbox_yuv420",
     "nms",
     "nms_ref",
     "postprocess",

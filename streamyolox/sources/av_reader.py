@@ -22,6 +22,7 @@ import av
 import av.error
 import numpy as np
 
+from streamyolox.ops.yuv import Yuv420
 from streamyolox.sources.spec import SourceError, SourceSpec
 
 
@@ -74,15 +75,46 @@ class AvOptions:
     width: int | None = None
     height: int | None = None
     fps: float | None = None
+    pixel_format: str = "bgr24"  # or "yuv420p": frames that are 4:2:0 keep their planes (`RawFrame.yuv`)
 
 
 @dataclass
 class RawFrame:
-    """A decoded frame: `image` (ndarray[H, W, 3] uint8, BGR), PTS in seconds, capture wall clock (s)."""
+    """A decoded frame, PTS in seconds, capture wall clock (s): `image` (ndarray[H, W, 3] uint8, BGR), or
+    with ``pixel_format="yuv420p"`` `yuv`, the decoder's planes, and `image` None."""
 
-    image: np.ndarray
+    image: np.ndarray | None
     pts: float | None
     time: float
+    yuv: Yuv420 | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        if self.yuv is not None:
+            return self.yuv.height, self.yuv.width
+        assert self.image is not None
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+
+# AVColorSpace codes (libavutil/pixfmt.h) -> the matrix swscale applies; UNSPECIFIED (2) is BT.601 there
+_COLORSPACES = {1: "bt709", 2: "bt601", 5: "bt601", 6: "bt601", 9: "bt2020"}
+_JPEG_RANGE = 2  # AVCOL_RANGE_JPEG
+
+
+def yuv420_planes(frame: av.VideoFrame) -> Yuv420 | None:
+    """The frame's planes, without a copy (they keep the frame alive), or None for a pixel format or colour
+    matrix other than 8-bit 4:2:0 with BT.601, BT.709 or BT.2020 (those frames go through swscale to BGR)."""
+    colorspace = _COLORSPACES.get(int(frame.colorspace))
+    if frame.format.name not in ("yuv420p", "yuvj420p") or colorspace is None:
+        return None
+    h, w = frame.height, frame.width
+    planes = []
+    for i, plane in enumerate(frame.planes):
+        rows, cols = (h, w) if i == 0 else ((h + 1) // 2, (w + 1) // 2)
+        planes.append(np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)[:rows, :cols])
+    full = frame.format.name == "yuvj420p" or int(frame.color_range) == _JPEG_RANGE
+    return Yuv420(planes[0], planes[1], planes[2], colorspace, full)
 
 
 def _us(seconds: float) -> str:
@@ -231,8 +263,12 @@ class AvReader:
             self._corrupt(index, _error_line(exc))
             return
         for frame in decoded:
-            image = np.ascontiguousarray(frame.to_ndarray(format="bgr24"))
-            yield RawFrame(image, None if frame.time is None else float(frame.time), time.time())
+            pts = None if frame.time is None else float(frame.time)
+            yuv = yuv420_planes(frame) if self.opts.pixel_format == "yuv420p" else None
+            if yuv is not None:
+                yield RawFrame(None, pts, time.time(), yuv)
+            else:
+                yield RawFrame(np.ascontiguousarray(frame.to_ndarray(format="bgr24")), pts, time.time())
 
     def _corrupt(self, index: int, reason: str) -> None:
         if index in self.corrupt_frames:

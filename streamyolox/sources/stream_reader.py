@@ -25,7 +25,7 @@ Frames = Generator[tuple[int, RawFrame, dict[str, Any]], None, None]
 
 def av_options(opts: StreamOptions) -> AvOptions:
     return AvOptions(opts.transport, opts.open_timeout_s, opts.read_timeout_s, opts.stall_timeout_s,
-                     opts.threads, opts.on_corrupt, opts.width, opts.height, opts.fps)
+                     opts.threads, opts.on_corrupt, opts.width, opts.height, opts.fps, opts.pixel_format)
 
 
 def retry_policy(opts: StreamOptions) -> RetryPolicy:

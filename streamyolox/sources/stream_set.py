@@ -257,9 +257,9 @@ class StreamSet:
                     stream.skipped += 1
                     hooks.count("skipped", 1)
                     continue
-                height, width = raw.image.shape[:2]
+                height, width = raw.size
                 meta = FrameMeta(stream.opts.id, stream.base_index + index, raw.pts, raw.time, width, height, extra)
-                if not self._put(stream, Packet(meta=meta, frame=raw.image)):
+                if not self._put(stream, Packet(meta=meta, frame=raw.image, yuv=raw.yuv)):
                     return
         except Exception as exc:  # the stream is down for good; the others go on
             self._failed(stream, exc)

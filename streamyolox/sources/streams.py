@@ -115,10 +115,12 @@ SETTINGS = tuple(f.name for f in dataclasses.fields(StreamSettings))
 
 @dataclass(kw_only=True)
 class StreamOptions(StreamSettings):
-    """One stream of a `decode` stage: its id and its settings (defaults filled in from the stage)."""
+    """One stream of a `decode` stage: its id and its settings (defaults filled in from the stage), and the
+    stage's `pixel_format` as resolved for its readers (``bgr24`` or ``yuv420p``; not a per-stream option)."""
 
     id: str
     url: str
+    pixel_format: Literal["bgr24", "yuv420p"] = "bgr24"
 
     def __post_init__(self) -> None:
         _check(isinstance(self.url, str) and bool(self.url.strip()), "url", "a non-empty string", self.url)
@@ -145,7 +147,10 @@ def parse_stream(stream_id: str, value: str | dict[str, Any], defaults: StreamSe
     merged.update(value)
     if "url" not in value:
         raise SpecError(f"{path}: missing required option 'url'")
-    options: StreamOptions = build_dataclass(StreamOptions, {**merged, "id": stream_id}, path)
+    # the stage's choice; "auto" left unresolved (a stage run without the runtime) is the documented BGR
+    pixel_format = "yuv420p" if getattr(defaults, "pixel_format", None) == "yuv420p" else "bgr24"
+    options: StreamOptions = build_dataclass(StreamOptions, {**merged, "id": stream_id, "pixel_format": pixel_format},
+                                             path)
     return options
 
 

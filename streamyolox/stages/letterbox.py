@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -61,17 +62,29 @@ class LetterboxStage(Stage):
         device = cfg.device if cfg.device != "auto" else (model.device if model is not None else "cpu")
         # run on its own (no runtime to decide): the documented packet, full frame and float32 input
         self._keep_frame = cfg.keep_frame is not False
+        # the planes of a decode stage's `pixel_format: yuv420p`; validation lets them reach only a CPU
+        # letterbox that drops the frame (no BGR frame is made to keep)
+        self._from_yuv: Callable[..., tuple[Any, float]] | None = None
         if device.startswith("cuda"):
             from streamyolox.ops import letterbox_gpu
 
             self._fn = letterbox_gpu
         else:
-            from streamyolox.ops import letterbox
+            from streamyolox.ops import letterbox, letterbox_yuv420
 
             dtype = np.uint8 if cfg.dtype == "uint8" else np.float32
             self._fn = functools.partial(letterbox, dtype=dtype)
+            if not self._keep_frame:
+                self._from_yuv = functools.partial(letterbox_yuv420, dtype=dtype)
 
     def process(self, packet: Packet) -> list[Packet]:
+        if packet.yuv is not None:
+            if self._from_yuv is None:
+                raise ValueError(f"letterbox: frame {packet.meta.frame} came as YUV planes (decode pixel_format: "
+                                 "yuv420p), which only a CPU letterbox with keep_frame: false takes")
+            packet.image, packet.ratio = self._from_yuv(packet.yuv, self.size)
+            packet.yuv = None
+            return [packet]
         if packet.frame is None:
             raise ValueError(f"letterbox: packet of frame {packet.meta.frame} carries no frame")
         packet.image, packet.ratio = self._fn(packet.frame, self.size)

@@ -1,6 +1,6 @@
 """`Packet`: what flows along a pipeline edge, one per frame.
 
-Stages add to a packet and pass it on (decode sets `frame`, letterbox `image` and `ratio`, yolox `raw`,
+Stages add to a packet and pass it on (decode sets `frame` or `yuv`, letterbox `image` and `ratio`, yolox `raw`,
 nms `detections`), so a sink downstream of `nms` has the original frame too. Arrays travel between
 processes through shared-memory slots; the socket carries only the small header.
 """
@@ -14,6 +14,7 @@ import numpy as np
 
 from streamyolox.analytics.events import Counts, Event
 from streamyolox.detections import Detections, FrameMeta
+from streamyolox.ops.yuv import Yuv420
 
 
 @dataclass
@@ -23,6 +24,9 @@ class Packet:
     Attributes:
         meta: stream id, frame index, PTS, capture time, original size.
         frame (ndarray[H, W, 3] uint8 | None): the decoded frame, BGR.
+        yuv: the decoded frame as the decoder's YUV 4:2:0 planes instead of `frame`, from a decode stage
+            whose `pixel_format` is yuv420p (only letterbox stages read it; over a process edge it travels
+            pickled in the header, so the runtime chooses it only where the letterbox shares the process).
         image (ndarray[3, S_h, S_w] float32 | None): letterboxed model input, BGR 0-255, image top-left,
             pad 114 (a CuPy/torch CUDA array when it stays on the GPU inside one worker).
         ratio: letterbox scale, model-input pixels per original pixel.
@@ -36,6 +40,7 @@ class Packet:
 
     meta: FrameMeta
     frame: np.ndarray | None = None
+    yuv: Yuv420 | None = None
     image: Any = None
     ratio: float = 1.0
     raw: np.ndarray | None = None

@@ -111,3 +111,21 @@ def test_threads_per_process() -> None:
     assert big.stages["source"].options.threads == 0  # type: ignore[attr-defined]  # FFmpeg's own choice
     gpu = place(load_pipeline(PIPELINES / "gpu_to_json.yaml", [f"stages.source.url={CLIP}"]), cores=2)
     assert gpu.stages["pre"].threads is None  # shares the model's process: the model's rule
+
+
+def _pixels(spec: PipelineSpec, keep_frames: bool = False) -> str:
+    return place(spec, cores=2, keep_frames=keep_frames).stages["source"].options.pixel_format  # type: ignore[attr-defined]
+
+
+def test_pixel_format_auto() -> None:
+    """YUV planes only where a CPU letterbox in the decoder's process is the sole reader and drops the frame."""
+    assert _pixels(_load("rtsp_to_json")) == _pixels(_load("demo")) == "yuv420p"
+    assert _load("demo").stages["source"].options.pixel_format == "auto"  # type: ignore[attr-defined]
+    assert _pixels(_load("file_to_mp4", "stages.mp4.path=/tmp/x.mp4")) == "bgr24"  # the mp4 sink draws frames
+    assert _pixels(_load("rtsp_to_json"), keep_frames=True) == "bgr24"  # the camera wall shows them
+    assert _pixels(_load("rtsp_to_json", "stages.pre.worker=elsewhere")) == "bgr24"  # planes would be pickled
+    assert _pixels(_load("rtsp_to_json", "model.device=cuda")) == "bgr24"  # the CuPy letterbox takes BGR
+    assert _pixels(_load("rtsp_to_json", "stages.pre.keep_frame=true")) == "bgr24"
+    assert _pixels(_load("rtsp_to_json", "stages.source.pixel_format=bgr24")) == "bgr24"  # the user's word
+    # explicit planes over a process edge: allowed (they travel pickled), only the runtime avoids it
+    assert _pixels(_load("rtsp_to_json", "stages.pre.worker=w", "stages.source.pixel_format=yuv420p")) == "yuv420p"

@@ -156,3 +156,29 @@ def test_missing_webcam_says_so(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no camera") as info:
         stage.open()
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_yuv420p_planes_through_the_letterbox(street_720p: Path, dog_jpg: Path, many: bool) -> None:
+    """`pixel_format: yuv420p`: the packets carry the decoder's planes and no BGR frame (one url, and many
+    streams, where an image folder among them still comes as BGR); a letterbox that drops the frame turns
+    either into the model input, one that keeps it refuses planes."""
+    from streamyolox.ops import letterbox_yuv420
+    from streamyolox.stages.letterbox import LetterboxStage
+
+    streams = {"street": str(street_720p), "dog": str(dog_jpg)}
+    options = {"streams": streams} if many else {"url": str(street_720p)}
+    out = run_stage(DecodeStage, options={**options, "pixel_format": "yuv420p", "stride": 30})
+    street = [p for p in out if p.meta.stream != "dog"]
+    assert [p.meta.frame for p in street] == list(range(0, 300, 30))
+    assert all(p.frame is None and p.yuv is not None and (p.meta.width, p.meta.height) == (1280, 720) for p in street)
+    dog = [p for p in out if p.meta.stream == "dog"]
+    assert len(dog) == (1 if many else 0) and all(p.yuv is None and p.frame is not None for p in dog)
+    expected = [letterbox_yuv420(p.yuv, (416, 416), dtype=np.uint8)[0] for p in street]
+    made = run_stage(LetterboxStage, out, {"size": 416, "keep_frame": False, "dtype": "uint8"})
+    assert all(p.yuv is None and p.frame is None for p in made)
+    for p, want in zip([p for p in made if p.meta.stream != "dog"], expected):
+        np.testing.assert_array_equal(p.image, want)
+    with pytest.raises(ValueError, match="only a CPU letterbox with keep_frame: false"):
+        fresh = run_stage(DecodeStage, options={**options, "pixel_format": "yuv420p", "stride": 300})
+        run_stage(LetterboxStage, [p for p in fresh if p.yuv is not None], {"size": 416, "keep_frame": True})
