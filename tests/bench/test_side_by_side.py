@@ -97,12 +97,15 @@ def test_ceiling_process_sums_the_work_no_pipeline_skips(tmp_path: Path, street_
     row = ceiling_case(cfg)
     assert row.skipped is None and row.name == CEILING
     parts = row.extra["parts_ms"]
-    assert all(parts[k] > 0 for k in ("decode_ms", "bgr_ms", "letterbox_ms", "infer_ms"))
-    total = parts["decode_ms"] + parts["bgr_ms"] + parts["letterbox_ms"] + parts["infer_ms"]
+    assert all(parts[k] > 0 for k in ("decode_ms", "yuv_letterbox_ms", "bgr_ms", "letterbox_ms", "infer_ms"))
+    total = parts["decode_ms"] + parts["yuv_letterbox_ms"] + parts["infer_ms"]
     assert parts["core_ms_per_frame"] == pytest.approx(total)
     assert row.fps == pytest.approx(row.params["cores"] * 1e3 / total)
+    bgr = parts["decode_ms"] + parts["bgr_ms"] + parts["letterbox_ms"] + parts["infer_ms"]
+    assert row.extra["ceiling_bgr_fps"] == pytest.approx(row.params["cores"] * 1e3 / bgr)
     text = markdown_table({"machine": MACHINE, "results": [row.to_json()]})
     assert f"| {CEILING} | {row.fps:,.1f} |" in text and f"1-thread inference {parts['infer_ms']:.2f}" in text
+    assert f"it is {row.extra['ceiling_bgr_fps']:.1f} frames/s" in text
 
 
 def test_ceiling_names_a_missing_input(tmp_path: Path, nano_onnx: Path) -> None:
