@@ -6,6 +6,7 @@ import os
 import random
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,19 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not found: the shared weights/media folder is not beside this checkout")
     return path
+
+
+def detect_from_planes(detector: Any, frame: Any) -> list[dict[str, Any]]:
+    """What a pipeline on the default placement reports for one PyAV frame: the model on `letterbox_yuv420`
+    of the decoder's planes (`pixel_format: auto` -> yuv420p), as JSON detections."""
+    from streamyolox.ops import letterbox_yuv420, postprocess
+    from streamyolox.sources.av_reader import yuv420_planes
+
+    planes = yuv420_planes(frame)
+    assert planes is not None, frame.format.name
+    image, ratio = letterbox_yuv420(planes, detector.backend.input_size)
+    pred = detector.backend(image[None])[0]
+    return postprocess(pred, ratio, class_names=detector.class_names).to_json()  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")

@@ -16,14 +16,16 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import av.error
 import numpy as np
 
-from streamyolox.ops.yuv import Yuv420
 from streamyolox.sources.spec import SourceError, SourceSpec
+
+if TYPE_CHECKING:
+    from streamyolox.ops.yuv import Yuv420
 
 
 class StreamLost(SourceError):
@@ -105,6 +107,10 @@ _JPEG_RANGE = 2  # AVCOL_RANGE_JPEG
 def yuv420_planes(frame: av.VideoFrame) -> Yuv420 | None:
     """The frame's planes, without a copy (they keep the frame alive), or None for a pixel format or colour
     matrix other than 8-bit 4:2:0 with BT.601, BT.709 or BT.2020 (those frames go through swscale to BGR)."""
+    # imported here, not at the top: the runner imports this module (through the decode stage's config),
+    # and importing streamyolox.ops loads cv2 (~37 MB of RSS) that it never uses
+    from streamyolox.ops.yuv import Yuv420
+
     colorspace = _COLORSPACES.get(int(frame.colorspace))
     if frame.format.name not in ("yuv420p", "yuvj420p") or colorspace is None:
         return None

@@ -8,13 +8,15 @@ processes through shared-memory slots; the socket carries only the small header.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from streamyolox.analytics.events import Counts, Event
 from streamyolox.detections import Detections, FrameMeta
-from streamyolox.ops.yuv import Yuv420
+
+if TYPE_CHECKING:  # importing streamyolox.ops loads cv2, which the runner (it imports this module) never uses
+    from streamyolox.ops.yuv import Yuv420
 
 
 @dataclass

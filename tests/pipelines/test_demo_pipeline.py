@@ -13,8 +13,7 @@ import numpy as np
 from streamyolox.analytics.bytetrack import iou_matrix
 from streamyolox.inference.detector import Detector
 from streamyolox.model.spec import ModelSpec
-from streamyolox.ops import letterbox_yuv420, postprocess
-from streamyolox.sources.av_reader import yuv420_planes
+from tests.conftest import detect_from_planes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,11 +84,7 @@ def test_street_clip_from_yuv_planes(tmp_path: Path, street_720p: Path, nano_pth
     pairs, total = [], 0
     with av.open(str(street_720p)) as container:
         for record, frame in zip(records, container.decode(video=0)):
-            planes = yuv420_planes(frame)
-            assert planes is not None
-            image, ratio = letterbox_yuv420(planes, detector.backend.input_size)
-            pred = detector.backend(image[None])[0]
-            assert_same(record["detections"], postprocess(pred, ratio).to_json(), record["frame"])
+            assert_same(record["detections"], detect_from_planes(detector, frame), record["frame"])
             official = detector(frame.to_ndarray(format="bgr24")).to_json()
             pairs += _matches(record["detections"], official)
             total += len(official)
