@@ -131,7 +131,7 @@ def bench_postprocess(sync: Callable[[], None]) -> list[Row]:
             cpu = median_ms(lambda: postprocess(pred, r, thr), lambda: None)  # noqa: B023
             gpu = median_ms(lambda: run(dpred, r), sync)  # noqa: B023
             rows += [
-                {"section": "postprocess", "name": name, "path": "cpu (numba)", "ms": cpu, "kept": n},
+                {"section": "postprocess", "name": name, "path": "cpu (numpy)", "ms": cpu, "kept": n},
                 {"section": "postprocess", "name": name, "path": "gpu (numba.cuda)", "ms": gpu, "kept": n},
             ]
     return rows

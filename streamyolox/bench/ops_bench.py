@@ -3,7 +3,7 @@
 - letterbox: real 720p/1080p frames -> 416/640, the fast path (float32 and uint8 output) vs `letterbox_ref`
   (the official `preproc`, line for line).
 - decode+NMS: decode + score filter + class-aware NMS on the real model's output for a real frame
-  (3549 anchors at 416, 8400 at 640), the numba path vs `postprocess_ref`.
+  (3549 anchors at 416, 8400 at 640), the fast numpy path vs `postprocess_ref`.
 - transport: 720p/1080p BGR frames over each edge kind, measured by the runtime's
   `benchmarks/transport_bench.py`, each vs its floor: a numpy memcpy of the same bytes.
 """

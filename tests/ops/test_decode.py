@@ -124,3 +124,25 @@ def test_empty_and_batch(dog_pred: tuple[np.ndarray, float]) -> None:
         postprocess_batch(pred[None], [1.0, 2.0])
     with pytest.raises(ValueError, match="postprocess"):
         postprocess(pred[None], 1.0)
+
+
+def test_fast_equals_reference_on_odd_values(dog_pred: tuple[np.ndarray, float]) -> None:
+    """The score filter's shortcut (objectness times the largest class probability bounds every score) holds
+    for sigmoid outputs; probabilities above 1, negative values and NaN must not make it skip a row."""
+    pred, ratio = dog_pred
+    above = pred.copy()
+    above[:, 5:] *= np.float32(3)  # scores up to 3x: rows with objectness below the threshold now pass
+    negative = pred.copy()  # rows with negative objectness and probabilities: positive scores, obj * bound < 0
+    flipped = np.argsort(pred[:, 4])[-20:]
+    negative[flipped, 4] *= np.float32(-1)
+    negative[flipped, 5:] = -np.abs(negative[flipped, 5:]) - np.float32(0.5)
+    assert (negative[flipped, 4] * negative[:, 5:].max() < 0.3).all()
+    assert (negative[flipped, 4] * negative[flipped, 5:].max(1) >= 0.3).any()
+    nan = pred.copy()
+    nan[7, 12] = np.nan
+    for odd in (above, negative, nan):
+        for agnostic in (False, True):
+            assert_same(postprocess(odd, ratio, 0.3, 0.45, agnostic), postprocess_ref(odd, ratio, 0.3, 0.45, agnostic))
+    assert len(postprocess_ref(above, ratio, 0.3)) > len(postprocess_ref(pred, ratio, 0.3))
+    empty = np.zeros((0, 85), np.float32)
+    assert len(postprocess(empty, 1.0)) == 0 == len(postprocess(np.zeros((5, 6), np.float32), 1.0))
