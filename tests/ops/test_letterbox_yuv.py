@@ -93,7 +93,7 @@ def test_street_frames_close_to_the_plain_path(street_720p: Path) -> None:
 def test_odd_and_tall_frames_and_every_matrix(colorspace: str, shape: tuple[int, int]) -> None:
     """Smooth synthetic content (gradients): rounding is the difference (at most 4 on even sizes), and on an
     odd width or height the chroma plane's last sample covers one luma pixel, not two, so resizing the plane
-    skews it by up to half a chroma pixel at the far edge (at most 5 here: odd sizes are rare in video)."""
+    skews it by up to half a chroma pixel at the far edge (at most 6 here: odd sizes are rare in video)."""
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     y = (16 + 219 * (0.5 + 0.5 * np.sin(xx / 40) * np.cos(yy / 55))).astype(np.uint8)
@@ -103,7 +103,8 @@ def test_odd_and_tall_frames_and_every_matrix(colorspace: str, shape: tuple[int,
     v = (128 + 60 * np.cos(cy / 25)).astype(np.uint8)
     for full_range in (False, True):
         d = _compare(Yuv420(y, u, v, colorspace, full_range), (416, 416))
-        assert d.mean() < 0.8 and d.max() <= (4 if h % 2 == w % 2 == 0 else 6), (d.mean(), d.max())
+        # measured at most 4 and 6; one more for a CPU whose cv2.transform rounds differently (FMA)
+        assert d.mean() < 0.8 and d.max() <= (5 if h % 2 == w % 2 == 0 else 7), (d.mean(), d.max())
 
 
 def test_dtype_and_out_as_letterbox(street_720p: Path) -> None:

@@ -62,8 +62,8 @@ def picture(street_720p: Path) -> np.ndarray:
 ])
 def test_planes_convert_as_swscale_does(tmp_path: Path, picture: np.ndarray, pix_fmt: str, colorspace: int,
                                         color_range: int, matrix: str, full: bool) -> None:
-    """Measured: at most 3 apart from swscale per value with the frame's own matrix (at most 2 full range);
-    a wrong one is 6-16 apart on these colours."""
+    """Measured (AMD EPYC, PyAV 18.1): at most 3 apart from swscale per value with the frame's own matrix
+    (2 full range), 8-17 with another; the bounds leave room for swscale's other SIMD paths on other CPUs."""
     clip = encode(tmp_path / "c.mp4", picture, pix_fmt, colorspace, color_range)
     planes, bgr = read(clip, "yuv420p"), read(clip, "bgr24")
     assert len(planes) == len(bgr) == 4
@@ -72,11 +72,11 @@ def test_planes_convert_as_swscale_does(tmp_path: Path, picture: np.ndarray, pix
         assert (p.yuv.colorspace, p.yuv.full_range) == (matrix, full)
         assert p.size == b.size == (480, 640) and p.pts == b.pts
         diff = np.abs(yuv420_to_bgr_ref(p.yuv).astype(np.int32) - b.image.astype(np.int32))
-        assert diff.max() <= 4 and diff.mean() < 1.5, (diff.max(), diff.mean())
+        assert diff.max() <= 5 and diff.mean() < 1.5, (diff.max(), diff.mean())
     wrong = "bt709" if matrix != "bt709" else "bt601"
     other = dict(p.yuv.__dict__, colorspace=wrong)
     off = np.abs(yuv420_to_bgr_ref(type(p.yuv)(**other)).astype(np.int32) - b.image.astype(np.int32))
-    assert off.max() > 5  # the check above can tell matrices apart
+    assert off.max() > 6  # the check above can tell matrices apart
 
 
 @pytest.mark.parametrize("pix_fmt", ["yuv444p", "yuv422p"])
