@@ -125,13 +125,15 @@ class MetricsBoard:
             if st is None:
                 return
             now = snap["time"]
-            frames_out = st.base_out + snap["frames_out"]
+            frames_in, frames_out = st.base_in + snap["frames_in"], st.base_out + snap["frames_out"]
             if st.last_time is not None and now > st.last_time:
-                inst = (frames_out - st.frames_out) / (now - st.last_time)
+                # frames handled: a sink sends nothing on, so its rate is what it took in
+                done = max(frames_in, frames_out) - max(st.frames_in, st.frames_out)
+                inst = done / (now - st.last_time)
                 st.fps = inst if st.fps == 0 else 0.5 * st.fps + 0.5 * inst  # smoothed
             st.first_time = st.first_time or now
             st.last_time = now
-            st.frames_in, st.frames_out = st.base_in + snap["frames_in"], frames_out
+            st.frames_in, st.frames_out = frames_in, frames_out
             st.busy_s = snap["busy_s"]
             st.state = snap["state"] if st.state not in ("failed", "died") else st.state
             st.queue, st.counters = snap["queue"], snap["counters"]
