@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out each pipeline as it ran before (spawned, a process per stage)")
     parser.add_argument("--no-ceiling", action="store_true",
                         help="leave out the no-pipeline ceiling (decode + BGR + letterbox + inference alone)")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="leave out the run on an empty cache and the untimed run of each pipeline before round 1")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--markdown", type=Path)
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                            pipelines=args.pipelines or [REPO / "pipelines" / "demo.yaml",
                                                         REPO / "pipelines" / "rtsp_to_json.yaml"],
                            threads=args.threads, rounds=args.rounds, before=not args.no_before,
-                           ceiling=not args.no_ceiling,
+                           ceiling=not args.no_ceiling, warmup=not args.no_warmup,
                            official_demo=REPO / "benchmarks" / "official_demo_baseline.py" if args.official else None)
     rows = run_side_by_side(cfg, lambda msg: print(msg, file=sys.stderr, flush=True))
     print_results(rows)

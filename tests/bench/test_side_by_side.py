@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +78,7 @@ def test_each_round_is_paired_with_the_same_rounds_yardstick(monkeypatch: pytest
         "side-by-side", "demo", fps=(f := next(pipe)), extra={"fps_with_startup": f - 10}))
     cfg = SideBySideConfig(clip=tmp_path / "v.mp4", weights=tmp_path / "w.pth", onnx=tmp_path / "m.onnx",
                            pipelines=[Path("demo.yaml")],
-                           runtimes=("onnxruntime",), rounds=3, before=False)
+                           runtimes=("onnxruntime",), rounds=3, before=False, warmup=False)
     ceiling = iter([150.0, 160.0, 155.0])
     monkeypatch.setattr(sbs, "ceiling_case", lambda *a: Result("side-by-side", CEILING, fps=next(ceiling)))
     rows = run_side_by_side(cfg)
@@ -90,6 +91,42 @@ def test_each_round_is_paired_with_the_same_rounds_yardstick(monkeypatch: pytest
     assert demo.extra["ratio_with_startup_rounds"] == pytest.approx([0.7, 0.4, 0.75])
     text = markdown_table({"machine": MACHINE, "results": [r.to_json() for r in rows]})
     assert "| demo | 85.0 | 0.85x (0.45-0.85) | 75.0 | 0.75x (0.40-0.75) |" in text
+
+
+def test_rounds_start_cached_after_a_cold_run_on_an_empty_cache(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    from streamyolox.bench import side_by_side as sbs
+
+    monkeypatch.setenv("STREAMYOLOX_CACHE", str(tmp_path / "mine"))
+    calls: list[tuple[str, str]] = []
+
+    def pipeline(file: Path, cfg: SideBySideConfig, before: bool = False) -> Result:
+        cache = os.environ["STREAMYOLOX_CACHE"]
+        calls.append((file.stem, cache))
+        cold = cache != str(tmp_path / "mine")
+        if cold:  # what an empty cache means: nothing in it yet
+            assert Path(cache).is_dir() and not any(Path(cache).iterdir())
+        return Result("side-by-side", file.stem, fps=80.0, extra={
+            "fps_with_startup": 70.0, "first_output_s": 7.5 if cold else 0.8,
+            "first_output_cpu_s": 11.0 if cold else 1.2})
+
+    monkeypatch.setattr(sbs, "pipeline_case", pipeline)
+    monkeypatch.setattr(sbs, "bare_case", lambda *a: Result("side-by-side", "ort-bare b1", fps=100.0,
+                                                             extra={"fps_with_startup": 95.0}))
+    cfg = SideBySideConfig(clip=tmp_path / "v.mp4", weights=tmp_path / "w.pth", onnx=tmp_path / "m.onnx",
+                           pipelines=[Path("demo.yaml"), Path("rtsp.yaml")], runtimes=("onnxruntime",),
+                           rounds=2, before=False, ceiling=False)
+    rows = run_side_by_side(cfg)
+    mine = str(tmp_path / "mine")
+    assert calls[0][0] == "demo" and calls[0][1] != mine and not Path(calls[0][1]).exists()  # removed after
+    assert calls[1:] == [("demo", mine), ("rtsp", mine)] * 3  # warm-up, then 2 rounds
+    assert os.environ["STREAMYOLOX_CACHE"] == mine
+    demo = next(r for r in rows if r.name == "demo")
+    assert demo.extra["first_output_s"] == 0.8 and demo.extra["cold_first_output_s"] == 7.5
+    assert "cold_first_output_s" not in next(r for r in rows if r.name == "rtsp").extra
+    text = markdown_table({"machine": MACHINE, "results": [r.to_json() for r in rows]})
+    assert "demo on an empty cache (ONNX export and `auto`'s backend measurement), wrote its first JSON line " \
+           "after 7.50 s (11.00 CPU s)" in text
 
 
 def test_ceiling_process_sums_the_work_no_pipeline_skips(tmp_path: Path, street_720p: Path, nano_onnx: Path) -> None:
