@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streamyolox.bench.harness import Result
+from streamyolox.bench.machine import cpu_family_text
 
 SCHEMA = "streamyolox-bench/1"
 
@@ -97,7 +98,7 @@ def markdown(document: dict[str, Any]) -> str:
     """The results section of `benchmarks/README.md`: machine, commit, targets and every measured row."""
     m = document["machine"]
     lines = [f"Measured {m['date']} at commit `{m['commit']}` on {m['cpu_model']} "
-             f"({m['cores_usable']} usable cores, {m['memory_gb']} GB), GPU: {m['gpu'] or 'none'}; "
+             f"({cpu_family_text(m)}{m['cores_usable']} usable cores, {m['memory_gb']} GB), GPU: {m['gpu'] or 'none'}; "
              f"torch {m['versions'].get('torch')}, onnxruntime {m['versions'].get('onnxruntime')}; "
              f"load average (1/5/15 min) at the end: {m.get('load_avg')}.", ""]
     if document.get("targets"):
@@ -180,3 +181,4 @@ def plot(results: Sequence[Result], path: Path, title: str = "streamyolox bench"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from streamyolox.bench.harness import Result
+from streamyolox.bench.machine import cpu_family_text
 from streamyolox.bench.pipeline_bench import PipelineBenchConfig, run_pipeline_bench
 
 SUITE = "side-by-side"
@@ -261,7 +262,7 @@ def _ratio(value: float | None, rounds: list[float] | None) -> str:
 def markdown_table(document: dict[str, Any]) -> str:
     """The README table: one row per case, steady and with start-up, start-up and shutdown, memory."""
     m = document["machine"]
-    lines = [f"Measured {m['date']} at commit `{m['commit']}` on {m['cpu_model']} ({m['cores_usable']} usable "
+    lines = [f"Measured {m['date']} at commit `{m['commit']}` on {m['cpu_model']} ({cpu_family_text(m)}{m['cores_usable']} usable "
              f"cores, {m['memory_gb']} GB), onnxruntime {m['versions'].get('onnxruntime')}, openvino "
              f"{m['versions'].get('openvino', '-')}; load average (1/5/15 min) at the end: {m.get('load_avg')}.", "",
              "Ratios: of the median rounds, and in brackets the range of each round's ratio to the same "

@@ -4,8 +4,9 @@ At first use both backends run the real export at the stage's batch size and thr
 (one call of each per round, so a burst of load from another process hits both alike), for
 `ROUNDS` warm rounds or `BUDGET_S`, whichever ends first (a big model at batch 8 would otherwise take
 minutes). The faster median wins. The choice is stored in the cache under a key of everything that can
-change the answer: weights content, model name, input size, batch, threads, spinning, concurrency, CPU model, core
-count, and the onnxruntime / OpenVINO / project versions, so later runs and other replicas read it instead
+change the answer: weights content, model name, input size, batch, threads, spinning, concurrency, the CPU
+(its name with family, model, stepping and feature flags: one name covered CPUs 3x apart here), core count,
+and the onnxruntime / OpenVINO / project versions, so later runs and other replicas read it instead
 of measuring again.
 """
 
@@ -57,10 +58,10 @@ class ChoiceKey:
     @classmethod
     def here(cls, digest: str, model: str, size: tuple[int, int], batch: int, threads: int | None,
              spin: bool, concurrency: int = 1) -> ChoiceKey:
-        from streamyolox.bench.machine import cpu_model  # the same CPU name the benchmarks record
+        from streamyolox.bench.machine import cpu_id, cpu_model  # the CPU as the benchmarks record it
 
         return cls(digest, model, (int(size[0]), int(size[1])), int(batch), threads, bool(spin), int(concurrency),
-                   cpu_model(), len(os.sched_getaffinity(0)), importlib.metadata.version("onnxruntime"),
+                   f"{cpu_model()} ({cpu_id()})", len(os.sched_getaffinity(0)), importlib.metadata.version("onnxruntime"),
                    openvino_version() or "-", streamyolox.__version__)
 
     def file(self) -> Path:

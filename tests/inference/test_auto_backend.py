@@ -94,3 +94,29 @@ def test_without_openvino_auto_is_onnxruntime(nano_pth: Path, cache: Path, monke
     monkeypatch.setitem(sys.modules, "openvino", None)
     assert make_backend(ModelSpec(weights=str(nano_pth)), threads=1).name == "onnxruntime"
     assert not (cache / "backend-choice").exists()
+
+
+def test_key_tells_apart_cpus_that_share_a_name(nano_pth: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # three machines here were all "AMD EPYC" and 3x apart in inference speed
+    from streamyolox.bench import machine
+
+    digest = weights_digest(nano_pth)
+    monkeypatch.setattr(machine, "cpu_model", lambda: "AMD EPYC")
+    files = set()
+    for ident in ("AuthenticAMD family 25 model 1 stepping 1 flags a", "AuthenticAMD family 25 model 17 stepping 1 flags a",
+                  "AuthenticAMD family 25 model 17 stepping 1 flags b"):
+        monkeypatch.setattr(machine, "cpu_id", lambda ident=ident: ident)
+        key = auto_backend.ChoiceKey.here(digest, "yolox-nano", (416, 416), 1, 1, False)
+        assert key.cpu == f"AMD EPYC ({ident})"
+        files.add(key.file())
+    assert len(files) == 3
+
+
+def test_cpu_id_reads_this_machines_family_model_and_flags() -> None:
+    from streamyolox.bench.machine import cpu_id
+
+    text = Path("/proc/cpuinfo").read_text()
+    first = dict((k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in text.split("\n\n")[0].splitlines()))
+    ident = cpu_id()
+    assert ident.startswith(f"{first['vendor_id']} family {first['cpu family']} model {first['model']} ")
+    assert ident == cpu_id() and len(ident.rsplit(" ", 1)[1]) == 12
