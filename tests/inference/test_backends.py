@@ -55,19 +55,8 @@ def test_cpu_runtimes_refuse_cuda(nano_pth: Path, backend: str) -> None:
         make_backend(ModelSpec(weights=str(nano_pth), backend=backend, device="cuda"))
 
 
-def _street_inputs(street_720p: Path, count: int) -> np.ndarray:
-    """`count` frames spread over the 720p street pan, letterboxed to [count, 3, 416, 416] float32."""
-    import av
-
-    from streamyolox.ops import letterbox
-
-    with av.open(str(street_720p)) as container:
-        frames = [f.to_ndarray(format="bgr24") for i, f in enumerate(container.decode(video=0)) if i % 60 == 0]
-    return np.stack([letterbox(img, (416, 416))[0] for img in frames[:count]])
-
-
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
-def test_concurrent_calls_give_each_frame_its_own_result(nano_pth: Path, street_720p: Path, tmp_path: Path,
+def test_concurrent_calls_give_each_frame_its_own_result(nano_pth: Path, images: list[np.ndarray], tmp_path: Path,
                                                           monkeypatch, backend: str) -> None:
     """concurrency 2: two threads call one backend at once (two calls in flight, never more), every
     frame's output equal to the same backend's output for that frame called alone."""
@@ -78,7 +67,9 @@ def test_concurrent_calls_give_each_frame_its_own_result(nano_pth: Path, street_
         pytest.importorskip("openvino", reason="openvino is not installed (pip install 'streamyolox[cpu-fast]')")
     monkeypatch.setenv("STREAMYOLOX_CACHE", str(tmp_path))
     spec = ModelSpec(weights=str(nano_pth), backend=backend)
-    x = _street_inputs(street_720p, 5)
+    from streamyolox.ops import letterbox
+
+    x = np.stack([letterbox(img, (416, 416))[0] for img in images])  # [5, 3, 416, 416]
     alone = make_backend(spec, threads=1)
     expected = [alone(x[i : i + 1]) for i in range(5)]
     both = make_backend(spec, threads=1, concurrency=2)

@@ -38,21 +38,6 @@ def pair(nano_pth: Path, cache: Path) -> tuple[Backend, Backend]:
     return ort, ov
 
 
-@pytest.fixture(scope="module")
-def images(dog_jpg: Path, street_720p: Path) -> list[np.ndarray]:
-    """dog.jpg and four frames across the 720p street pan (start, thirds, last), BGR."""
-    import av
-    import cv2
-
-    frames = [cv2.imread(str(dog_jpg))]
-    with av.open(str(street_720p)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i in (0, 100, 200, 299):
-                frames.append(frame.to_ndarray(format="bgr24"))
-    assert len(frames) == 5
-    return frames
-
-
 def assert_same_detections(found: Detections, expected: Detections) -> None:
     assert len(found) == len(expected) > 0
     overlap = box_iou(expected.xyxy, found.xyxy)
