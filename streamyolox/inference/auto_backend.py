@@ -1,7 +1,8 @@
 """`backend: auto` on the CPU: onnxruntime or OpenVINO, whichever is faster here, measured once.
 
 At first use both backends run the real export at the stage's batch size and thread count, interleaved
-(one call of each per round, so a burst of load from another process hits both alike), for
+(one timed step of each per round, so a burst of load from another process hits both alike; a step is
+`concurrency` calls at once, as the stage keeps them in flight), for
 `ROUNDS` warm rounds or `BUDGET_S`, whichever ends first (a big model at batch 8 would otherwise take
 minutes). The faster median wins. The choice is stored in the cache under a key of everything that can
 change the answer: weights content, model name, input size, batch, threads, spinning, concurrency, the CPU
@@ -20,6 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -126,13 +128,25 @@ def _measure(key: ChoiceKey, build: Callable[[str], Callable[[np.ndarray], Any]]
     size = key.input_size
     x = np.random.default_rng(0).integers(0, 256, size=(key.batch, 3, size[0], size[1])).astype(np.float32)
     forwards = {name: build(name) for name in ("onnxruntime", "openvino")}
-    fps = interleaved_fps({name: functools.partial(f, x) for name, f in forwards.items()}, key.batch)
+    with ThreadPoolExecutor(key.concurrency, thread_name_prefix="auto-backend") as pool:
+        calls = {name: _in_flight(f, x, key.concurrency, pool) for name, f in forwards.items()}
+        fps = interleaved_fps(calls, key.batch * key.concurrency)
     choice = max(fps, key=lambda name: fps[name])
     record = {"choice": choice, "fps": {k: round(v, 2) for k, v in fps.items()}, "key": asdict(key)}
     _write(path, record)
     log.info("model.backend auto: %s, measured at batch %d, %s threads: %s (cached in %s)", choice, key.batch,
              key.threads or "default", _fps_text(record), path)
     return record
+
+
+def _in_flight(forward: Callable[[np.ndarray], Any], x: np.ndarray, concurrency: int,
+               pool: ThreadPoolExecutor) -> Callable[[], Any]:
+    """One timed call: `concurrency` calls of `forward` at once, as the stage keeps them in flight (OpenVINO's
+    streams and onnxruntime's sessions scale differently with calls in parallel, so one call at a time would
+    rank them for a load the stage does not make)."""
+    if concurrency == 1:
+        return functools.partial(forward, x)
+    return lambda: [f.result() for f in [pool.submit(forward, x) for _ in range(concurrency)]]
 
 
 def _fps_text(record: dict[str, Any]) -> str:

@@ -120,3 +120,30 @@ def test_cpu_id_reads_this_machines_family_model_and_flags() -> None:
     ident = cpu_id()
     assert ident.startswith(f"{first['vendor_id']} family {first['cpu family']} model {first['model']} ")
     assert ident == cpu_id() and len(ident.rsplit(" ", 1)[1]) == 12
+
+
+def test_with_concurrency_the_measured_step_keeps_that_many_calls_in_flight(
+        nano_pth: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    lock, inside, most = threading.Lock(), {"onnxruntime": 0, "openvino": 0}, {"onnxruntime": 0, "openvino": 0}
+
+    def build(name: str):
+        def forward(x):
+            assert x.shape == (3, 3, 416, 416)
+            with lock:
+                inside[name] += 1
+                most[name] = max(most[name], inside[name])
+            time.sleep(0.01)  # both calls of a step are inside here together
+            with lock:
+                inside[name] -= 1
+        return forward
+
+    frames: list[int] = []
+    real = auto_backend.interleaved_fps
+    monkeypatch.setattr(auto_backend, "interleaved_fps",
+                        lambda calls, batch: frames.append(batch) or real(calls, batch, rounds=4))
+    key = auto_backend.ChoiceKey.here(weights_digest(nano_pth), "yolox-nano", (416, 416), 3, 1, False, concurrency=2)
+    assert auto_backend.choose(key, build) in ("onnxruntime", "openvino")
+    assert most == {"onnxruntime": 2, "openvino": 2} and frames == [6]  # 2 calls of batch 3 a step
