@@ -33,9 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from streamyolox.config_fields import RESOLVED_KEY, OptionError, ranged
-from streamyolox.sources import AvReader, SourceError, SourceSpec, parse_source
-from streamyolox.sources.stream_reader import av_options
-from streamyolox.sources.stream_set import StreamSet
+from streamyolox.sources.spec import SourceError, SourceSpec, parse_source
 from streamyolox.sources.streams import (
     STREAM_AUTO_THREADS,
     StreamOptions,
@@ -120,6 +118,10 @@ class DecodeStage(Stage):
     description = "video sources (files, RTSP, HTTP/HLS, webcams, image folders; one or many) -> BGR frames"
 
     def open(self) -> None:
+        # here, not at the top: validating a pipeline loads this module for its Config, without PyAV
+        # (streamyolox/sources/__init__.py); the forkserver has them loaded before any stage opens
+        from streamyolox.sources.stream_set import StreamSet
+
         cfg: DecodeConfig = self.config
         # late-bound: the context's hooks may be replaced after open (tests do)
         self.streams = StreamSet(lambda: self.ctx.should_stop(), self.ctx.log,
@@ -137,6 +139,9 @@ class DecodeStage(Stage):
         spec = source_spec(opts)
         first = None
         if spec.kind == "file" or (spec.live and not opts.reconnect):
+            from streamyolox.sources.av_reader import AvReader
+            from streamyolox.sources.stream_reader import av_options
+
             # fail fast: missing codec, bad header, unreachable with reconnect off
             first = AvReader(spec, av_options(opts), self.ctx.log,
                              lambda i, r: self.streams.mailbox.post(self.ctx.count, "corrupt_frames", 1))

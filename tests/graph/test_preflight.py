@@ -225,3 +225,21 @@ def test_every_numeric_option_declares_a_range_that_stages_lists(kind: str) -> N
 def test_port_error_sees_a_listener_on_any_address(busy_port: int) -> None:
     assert port_error("0.0.0.0", busy_port) == "port is in use"
     assert port_error("127.0.0.1", busy_port) == "port is in use"
+
+
+def test_checking_a_decode_pipeline_leaves_pyav_and_cv2_to_the_stages(tmp_path: Path) -> None:
+    # the runner's path to launching the stages: PyAV cost it 0.05-0.09 s and cv2 ~37 MB, both only used
+    # inside the stage processes (which the forkserver has them imported for)
+    clip = REPO / "examples" / "media" / "demo.mp4"
+    (tmp_path / "p.yaml").write_text(f"""
+stages:
+  source: {{kind: decode, url: "{clip}"}}
+  json: {{kind: json, inputs: [source], path: "{tmp_path / 'out.jsonl'}"}}
+""")
+    code = (f"import sys; from streamyolox.graph.preflight import check_pipeline_file; "
+            f"spec = check_pipeline_file({str(tmp_path / 'p.yaml')!r}, []); import streamyolox.graph.runner; "
+            f"import streamyolox.cli.run; print(sorted(m for m in ('av', 'cv2') if m in sys.modules), len(spec.stages))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[]", "2"]
