@@ -207,8 +207,9 @@ class MetricsBoard:
         return frames / span if span > 0 and frames > 1 else frames / elapsed
 
     def stream_rows(self, final: bool = False, dropped: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """One dict per stream: id, source, url, state, frames (the fewest any sink finished), fps (the
-        lowest sink rate; the run's average when `final`), age_p50_s/age_p95_s/age_p99_s (at the sinks),
+        """One dict per stream: id, source, url, state, frames (the fewest any sink finished),
+        last_frame_t (wall time of the last of those frames), fps (the lowest sink rate; the run's average
+        when `final`), age_p50_s/age_p95_s/age_p99_s (at the sinks),
         dropped (the loss accounting's, or `dropped`), reconnects, error. `final` adds the retired streams."""
         if dropped is None:
             dropped = self.accounting() if self.accounting is not None else {}  # it takes the lock itself

@@ -239,10 +239,14 @@ class StreamBook:
         n_sinks = sum(v.role == "sink" and (source is None or shard_of(sid) == shard_of(source))
                       for sid, v in self.stages.items())
         ages = percentiles([w.values() for c in sinks if (w := c.reservoir if final else c.recent) is not None])
+        slowest = min(sinks, key=lambda c: c.frames) if len(sinks) == n_sinks and sinks else None
         return {
             "id": stream, "source": source.partition("#")[0] if source else None, "url": status.get("url"),
             "state": status.get("state", "ended" if self.retired.get(stream) else "connecting"),
-            "frames": min((c.frames for c in sinks), default=0) if len(sinks) == n_sinks else 0,
+            "frames": slowest.frames if slowest else 0,
+            # when the sink that finished the fewest finished its last one (wall time): frames between two
+            # readings over these times is a rate without the 1 s steps of the stages' reports in it
+            "last_frame_t": slowest.last_t if slowest else None,
             "fps": min(((c.average_fps() if final else c.fps) for c in sinks), default=0.0),
             "age_p50_s": ages["p50"], "age_p95_s": ages["p95"], "age_p99_s": ages["p99"],
             "dropped": 0, "reconnects": int(status.get("reconnects") or 0), "error": status.get("error"),

@@ -108,3 +108,14 @@ def test_an_unreachable_target_stops_at_the_first_step(tmp_path: Path) -> None:
     assert len(doc["steps"]) == 1 and doc["max_streams_sustained"] == 0
     assert doc["stopped"].startswith("at 1 stream(s): cap0 at ") and "< 1000" in doc["stopped"]
     _consistent(doc)
+
+
+def test_window_rate_is_over_the_frames_own_times_not_the_readings() -> None:
+    from streamyolox.bench.capacity import window_fps
+
+    # a 30 fps stream, counts reported once a second: read at wall 0.0 and 2.05 the counts moved by three
+    # reports (90 frames); between the last frames counted at each reading 3.0 s passed
+    first, last = {"frames": 30, "last_frame_t": 100.0}, {"frames": 120, "last_frame_t": 103.0}
+    assert window_fps(first, last, 2.05) == pytest.approx(30.0)
+    assert window_fps({"frames": 0, "last_frame_t": None}, {"frames": 40, "last_frame_t": 5.0}, 2.0) == 20.0
+    assert window_fps({"frames": 5, "last_frame_t": 5.0}, {"frames": 5, "last_frame_t": 5.0}, 2.0) == 0.0

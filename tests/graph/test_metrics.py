@@ -221,3 +221,16 @@ def test_a_sinks_stage_rate_counts_the_frames_it_took_in() -> None:
         board.update(_snap(m["json"], "sink", t + k))
     row = next(r for r in board.rows() if r["stage"] == "json")
     assert abs(row["fps"] - 20) < 1e-6
+
+
+def test_a_streams_row_says_when_its_counted_frames_finished() -> None:
+    board, m = _board()
+    t = time.time()
+    _feed(m["json"], "a", 10, 0.0)
+    _feed(m["mp4"], "a", 10, 0.0)
+    done = time.time()
+    _feed(m["mp4"], "a", 5, 0.0)  # mp4 ahead: the row counts json's 10 and the time of json's tenth
+    for sid in ("json", "mp4"):
+        board.update(_snap(m[sid], "sink", t))
+    (row,) = board.stream_rows(dropped={})
+    assert row["frames"] == 10 and row["last_frame_t"] <= done and row["last_frame_t"] > done - 5
