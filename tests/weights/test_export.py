@@ -38,7 +38,11 @@ def test_export_nano_official_weights(nano_pth, dog_input_416, tmp_path):
             expected = loaded.model(torch.from_numpy(x), decode=False).numpy()
         got = run_onnx(path, x)
         assert got.shape == (len(x), 3549, 85)
-        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+        # onnxruntime and torch pick different SIMD kernels per CPU: on an AMD EPYC family 25 model 1 the raw
+        # box offsets (grid units, |value| <= 3.6) differed by up to 3.5e-4 (1e-4 failed there; 0.01 px at
+        # stride 32) and the sigmoid scores by up to 2.8e-5
+        np.testing.assert_allclose(got[..., :4], expected[..., :4], rtol=1e-4, atol=2e-3)
+        np.testing.assert_allclose(got[..., 4:], expected[..., 4:], rtol=1e-4, atol=2e-4)
     assert np.abs(got[0] - got[1]).max() > 0.01  # the two images differ: batch items are not mixed up
     reloaded = load_model(path)  # our exports import back like official ones
     assert (reloaded.name, reloaded.input_size, reloaded.model.num_classes) == ("yolox-nano", (416, 416), 80)
