@@ -33,7 +33,8 @@ from typing import Any
 # or a model load needs it: 2 s and 250 MB that most pipelines never use).
 PRELOAD = (
     "numpy", "zmq", "av", "cv2", "onnxruntime",
-    "streamyolox.graph.worker", "streamyolox.stages.decode", "streamyolox.stages.letterbox",
+    "streamyolox.graph.worker", "streamyolox.stages.decode", "streamyolox.sources.stream_set",
+    "streamyolox.stages.letterbox",
     "streamyolox.stages.yolox", "streamyolox.stages.nms", "streamyolox.stages.json_sink",
     "streamyolox.ops", "streamyolox.inference.backends",
 )
