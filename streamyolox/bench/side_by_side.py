@@ -18,13 +18,14 @@ Ratios are to `ort-bare`'s steady rate (the issue's yardstick); the run with the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,18 +126,26 @@ def ceiling_case(cfg: SideBySideConfig) -> Result:
                   extra={"parts_ms": parts, "ceiling_bgr_fps": out["ceiling_bgr_fps"]})
 
 
+@contextlib.contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    """`name=value` in this process's environment (which the runs it starts inherit), restored after."""
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name)
+        if saved is not None:
+            os.environ[name] = saved
+
+
 def pipeline_case(file: Path, cfg: SideBySideConfig, before: bool = False) -> Result:
     sets = [f"stages.source.url={cfg.clip}", f"model.weights={cfg.weights}", *cfg.overrides]
     if before:
         sets += before_sets(file, sets)
-    saved = os.environ.get("STREAMYOLOX_START_METHOD")
-    os.environ["STREAMYOLOX_START_METHOD"] = "spawn" if before else (saved or "")
-    try:
+    method = "spawn" if before else os.environ.get("STREAMYOLOX_START_METHOD", "")
+    with _environ("STREAMYOLOX_START_METHOD", method):
         top, *stages = run_pipeline_bench(PipelineBenchConfig(file, sets, repeats=1))
-    finally:
-        os.environ.pop("STREAMYOLOX_START_METHOD")
-        if saved is not None:
-            os.environ["STREAMYOLOX_START_METHOD"] = saved
     e = top.extra
     name = f"{file.stem} (before: spawn, a process per stage)" if before else file.stem
     return Result(SUITE, name, params={"file": str(file), "before": before}, fps=top.fps, p50_ms=top.p50_ms,
@@ -152,16 +161,9 @@ def warm_caches(cfg: SideBySideConfig, log: Callable[[str], None]) -> Result:
     """Run the first pipeline on an empty cache (its first JSON line then includes the ONNX export and
     `auto`'s backend measurement: returned), then every pipeline once, untimed, on the user's cache, so that
     round 1 starts cached like the others (a cold round 1 once read 8.4 s to the first line: 0.57x)."""
-    saved = os.environ.get("STREAMYOLOX_CACHE")
-    with tempfile.TemporaryDirectory(prefix="streamyolox-cold-cache-") as empty:
-        os.environ["STREAMYOLOX_CACHE"] = empty
-        try:
-            log(f"side-by-side: {cfg.pipelines[0].stem} on an empty cache")
-            cold = pipeline_case(cfg.pipelines[0], cfg)
-        finally:
-            os.environ.pop("STREAMYOLOX_CACHE")
-            if saved is not None:
-                os.environ["STREAMYOLOX_CACHE"] = saved
+    with tempfile.TemporaryDirectory(prefix="streamyolox-cold-cache-") as empty, _environ("STREAMYOLOX_CACHE", empty):
+        log(f"side-by-side: {cfg.pipelines[0].stem} on an empty cache")
+        cold = pipeline_case(cfg.pipelines[0], cfg)
     for file in cfg.pipelines:
         log(f"side-by-side: warm-up {file.stem}")
         pipeline_case(file, cfg)
